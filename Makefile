@@ -1,0 +1,28 @@
+# Two entry points, both idempotent on a fresh machine:
+#   make run    set everything up, then run the main job on the built-in sample corpus
+#   make test   set everything up, then run the test suite
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+MIXTURE ?= oxe_magic_soup
+
+.PHONY: setup run test bench clean
+
+setup: $(STAMP)
+
+# Reinstall only when the declared dependencies change.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m pipeline.run --mixture $(MIXTURE)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) output .cache

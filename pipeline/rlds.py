@@ -1,0 +1,288 @@
+"""Stream RLDS episodes (TFDS TFRecord shards) as numpy columns, one episode at a time.
+
+Shards are found from the dataset's `dataset_info.json`; the per-step layout comes from
+its `features.json` through TFDS's own feature classes. Only the requested keys are
+parsed, and nothing is ever decoded here: image features stay encoded bytes, so a stage
+that asks for action fields alone never touches an image. Paths go through TensorFlow's
+gfile, so `gs://` roots work like local ones.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import types
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from transforms.episode import RawEpisode
+
+PARSE_BATCH = 32  # records parsed per tf.io.parse_example call
+
+
+class RLDSError(Exception):
+    """A dataset that cannot be read; the message names the dataset/file and what is wrong."""
+
+
+def _tf():
+    import tensorflow as tf  # imported lazily: the trainer side of the project never needs it
+
+    return tf
+
+
+def _read_text(path: str) -> str:
+    tf = _tf()
+    with tf.io.gfile.GFile(path, "r") as f:
+        return f.read()
+
+
+def _exists(path: str) -> bool:
+    return _tf().io.gfile.exists(path)
+
+
+def join(*parts: str) -> str:
+    return "/".join(p.rstrip("/") for p in parts if p) if "://" in parts[0] else os.path.join(*parts)
+
+
+@dataclass(frozen=True)
+class FieldInfo:
+    """How one leaf feature is serialized: the parse dtype and the per-step shape."""
+
+    key: str  # step-relative ("observation/state") or "episode_metadata/..."
+    serialized_key: str  # the tf.train.Example key ("steps/observation/state")
+    dtype: str  # numpy dtype name of the decoded value ("float32", "bool", "object" for bytes)
+    shape: tuple[int, ...]  # per step (per episode for metadata), without the leading T
+    per_step: bool
+    kind: str  # "tensor", "image", "text"
+
+
+@dataclass(frozen=True)
+class ShardSlice:
+    """Episodes [start, stop) of one shard file; `offset` = split index of its episode 0."""
+
+    path: str
+    start: int
+    stop: int
+    offset: int
+
+    @property
+    def num_episodes(self) -> int:
+        return self.stop - self.start
+
+
+def _leaf_kind(feature) -> str:
+    cls = type(feature).__name__
+    return {"Image": "image", "Text": "text"}.get(cls, "tensor")
+
+
+def _walk_features(feature, prefix: str, out: dict, per_step: bool) -> None:
+    """Flatten a TFDS FeaturesDict into FieldInfo leaves, keyed as in tf.train.Example."""
+    import tensorflow_datasets as tfds
+
+    if isinstance(feature, tfds.features.Dataset):
+        _walk_features(feature.feature, prefix, out, per_step=True)
+        return
+    if isinstance(feature, tfds.features.FeaturesDict):
+        for name, sub in feature.items():
+            _walk_features(sub, f"{prefix}/{name}" if prefix else name, out, per_step)
+        return
+    kind = _leaf_kind(feature)
+    np_dtype = np.dtype(feature.np_dtype) if kind == "tensor" else np.dtype(object)
+    if kind == "tensor" and np_dtype.kind in "SUO":
+        np_dtype = np.dtype(object)
+    shape = tuple(int(d) if d is not None else -1 for d in feature.shape)
+    if kind == "image":
+        shape = ()
+    key = prefix[len("steps/"):] if per_step and prefix.startswith("steps/") else prefix
+    out[key] = FieldInfo(key, prefix, np_dtype.name, shape, per_step, kind)
+
+
+class RLDSDataset:
+    """One RLDS dataset directory: `<root>/<name>/<version>/` with its JSON metadata and shards."""
+
+    def __init__(self, directory: str, name: str | None = None):
+        self.directory = directory.rstrip("/")
+        self.name = name or os.path.basename(os.path.dirname(self.directory))
+        info_path = join(self.directory, "dataset_info.json")
+        if not _exists(info_path):
+            raise RLDSError(f"dataset '{self.name}': no dataset_info.json in {self.directory}")
+        try:
+            self.info = json.loads(_read_text(info_path))
+        except json.JSONDecodeError as e:
+            raise RLDSError(f"dataset '{self.name}': {info_path}: not valid JSON ({e.msg})") from None
+        self._fields: dict[str, FieldInfo] | None = None
+
+    # ------------------------------------------------------------ metadata
+
+    @property
+    def tfds_name(self) -> str:
+        """The name in the shard file names (e.g. bridge_orig's files are `bridge_dataset-*`)."""
+        return self.info.get("name", self.name)
+
+    @property
+    def splits(self) -> dict[str, int]:
+        return {s["name"]: sum(int(n) for n in s.get("shardLengths", [])) for s in self.info.get("splits", [])}
+
+    def _split_info(self, split: str) -> dict:
+        for s in self.info.get("splits", []):
+            if s["name"] == split:
+                return s
+        raise RLDSError(f"dataset '{self.name}': no split '{split}' (has: {', '.join(self.splits) or 'none'})")
+
+    def shard_files(self, split: str) -> list[tuple[str, int]]:
+        """(path, number of episodes) of each shard of a split, in order."""
+        s = self._split_info(split)
+        lengths = [int(n) for n in s.get("shardLengths", [])]
+        template = s.get("filepathTemplate", "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}")
+        fileformat = self.info.get("fileFormat", "tfrecord")
+        if fileformat != "tfrecord":
+            raise RLDSError(f"dataset '{self.name}': file format '{fileformat}' is not supported (only tfrecord)")
+        out = []
+        for i, n in enumerate(lengths):
+            fname = (template.replace("{DATASET}", self.tfds_name).replace("{SPLIT}", split)
+                     .replace("{FILEFORMAT}", fileformat)
+                     .replace("{SHARD_X_OF_Y}", f"{i:05d}-of-{len(lengths):05d}")
+                     .replace("{SHARD_INDEX}", f"{i:05d}").replace("{NUM_SHARDS}", f"{len(lengths):05d}"))
+            out.append((join(self.directory, fname), n))
+        return out
+
+    @property
+    def fields(self) -> dict[str, FieldInfo]:
+        if self._fields is None:
+            import tensorflow_datasets as tfds
+
+            path = join(self.directory, "features.json")
+            if not _exists(path):
+                raise RLDSError(f"dataset '{self.name}': no features.json in {self.directory}")
+            try:
+                features = tfds.features.FeatureConnector.from_json(json.loads(_read_text(path)))
+            except Exception as e:  # TFDS raises a variety of errors for a bad spec
+                raise RLDSError(f"dataset '{self.name}': {path}: not a TFDS feature spec ({e})") from None
+            fields: dict[str, FieldInfo] = {}
+            _walk_features(features, "", fields, per_step=False)
+            self._fields = fields
+        return self._fields
+
+    def step_keys(self) -> list[str]:
+        return [k for k, f in self.fields.items() if f.per_step]
+
+    # ------------------------------------------------------------ planning
+
+    def plan(self, split_spec: str = "train") -> list[ShardSlice]:
+        """Shard slices covering a TFDS split spec: 'train', 'train[:10%]', 'train[5:20]', 'train+val'."""
+        import tensorflow_datasets as tfds
+
+        try:
+            instruction = tfds.core.ReadInstruction.from_spec(split_spec)
+        except (ValueError, AssertionError) as e:
+            raise RLDSError(f"dataset '{self.name}': bad split '{split_spec}': {e}") from None
+        for name in re.findall(r"(?:^|\+)\s*([\w-]+)", split_spec):
+            self._split_info(name)  # a one-line "no split" error before TFDS's longer one
+        counts = {name: types.SimpleNamespace(num_examples=n) for name, n in self.splits.items()}
+        try:
+            absolute = instruction.to_absolute(counts)
+        except (ValueError, KeyError, AssertionError) as e:
+            raise RLDSError(f"dataset '{self.name}': bad split '{split_spec}': {e} (has: {', '.join(self.splits)})") from None
+        slices = []
+        for a in absolute:
+            lo, hi = a.from_ or 0, a.to if a.to is not None else self.splits[a.splitname]
+            offset = 0
+            for path, n in self.shard_files(a.splitname):
+                start, stop = max(lo - offset, 0), min(hi - offset, n)
+                if start < stop:
+                    slices.append(ShardSlice(path, start, stop, offset))
+                offset += n
+        return slices
+
+    # ------------------------------------------------------------ reading
+
+    def resolve_keys(self, keys: Iterable[str] | None) -> dict[str, FieldInfo]:
+        fields = self.fields
+        if keys is None:
+            return dict(fields)
+        out = {}
+        for k in keys:
+            if k not in fields:
+                near = [f for f in fields if f.endswith(k.split("/")[-1])][:3]
+                hint = f" (similar: {', '.join(near)})" if near else ""
+                raise RLDSError(f"dataset '{self.name}': no feature '{k}' in features.json{hint}")
+            out[k] = fields[k]
+        return out
+
+    def read(self, shard: ShardSlice, keys: Iterable[str] | None = None) -> Iterator[RawEpisode]:
+        """Episodes of one shard slice, with only `keys` parsed (all keys when None)."""
+        tf = _tf()
+        wanted = self.resolve_keys(keys)
+        spec = {f.serialized_key: tf.io.RaggedFeature(_parse_dtype(tf, f)) for f in wanted.values()}
+        if not _exists(shard.path):
+            raise RLDSError(f"dataset '{self.name}': shard {shard.path} listed in dataset_info.json is missing")
+        records = tf.data.TFRecordDataset(shard.path).skip(shard.start).take(shard.num_episodes)
+        batches = records.batch(PARSE_BATCH).map(lambda s: tf.io.parse_example(s, spec) if spec else s)
+        fname = os.path.basename(shard.path)
+        index = shard.start
+        try:
+            for batch in batches:
+                columns = {f.key: _split_ragged(batch[f.serialized_key]) for f in wanted.values()} if spec else {}
+                n = len(next(iter(columns.values()))) if columns else int(batch.shape[0])
+                for j in range(n):
+                    steps, meta = {}, {}
+                    for f in wanted.values():
+                        value = _to_numpy(columns[f.key][j], f)
+                        (steps if f.per_step else meta)[f.key] = value
+                    yield RawEpisode(self.name, f"{fname}#{index}", shard.path, steps, meta)
+                    index += 1
+        except tf.errors.DataLossError as e:
+            raise RLDSError(f"dataset '{self.name}': {shard.path}: corrupt TFRecord after episode {index} ({e.message})") from None
+        except tf.errors.InvalidArgumentError as e:
+            raise RLDSError(f"dataset '{self.name}': {shard.path}: episode {index} does not match features.json ({e.message.splitlines()[0]})") from None
+
+    def episodes(self, split_spec: str = "train", keys: Iterable[str] | None = None) -> Iterator[RawEpisode]:
+        for shard in self.plan(split_spec):
+            yield from self.read(shard, keys)
+
+
+def _parse_dtype(tf, f: FieldInfo):
+    dt = np.dtype(f.dtype)
+    if dt == object:
+        return tf.string
+    if dt.kind == "f":
+        return tf.float32  # TFDS stores every float tensor as a float_list
+    return tf.int64  # ints and bools are int64_list
+
+
+def _split_ragged(rt) -> list[np.ndarray]:
+    values = rt.flat_values.numpy()
+    splits = rt.row_splits.numpy()
+    return [values[splits[i]:splits[i + 1]] for i in range(len(splits) - 1)]
+
+
+def _to_numpy(flat: np.ndarray, f: FieldInfo) -> np.ndarray:
+    dt = np.dtype(f.dtype)
+    value = flat if dt == object else flat.astype(dt, copy=False)
+    if f.per_step:
+        return value.reshape((-1, *f.shape)) if f.shape else value
+    return value.reshape(f.shape) if f.shape and -1 not in f.shape else (value[0] if not f.shape and len(value) == 1 else value)
+
+
+# ---------------------------------------------------------------- finding datasets under a data root
+
+def find_dataset_dir(data_root: str, name: str, version: str, dir_names: Iterable[str] = ()) -> str | None:
+    """`<root>/<dir>/<version>` for the first of the dataset's directory names that has a dataset_info.json."""
+    for d in dict.fromkeys([*dir_names, name]):
+        path = join(data_root, d, version)
+        if _exists(join(path, "dataset_info.json")):
+            return path
+    return None
+
+
+def open_dataset(data_root: str, cfg) -> RLDSDataset:
+    """The registry dataset `cfg` under `data_root`, or an RLDSError saying where it looked."""
+    if not _exists(data_root):
+        raise RLDSError(f"data dir '{data_root}' does not exist")
+    path = find_dataset_dir(data_root, cfg.name, cfg.version, cfg.rlds_dirs)
+    if path is None:
+        tried = ", ".join(join(data_root, d, cfg.version) for d in dict.fromkeys([*cfg.rlds_dirs, cfg.name]))
+        raise RLDSError(f"dataset '{cfg.name}' {cfg.version}: not found (looked for dataset_info.json in {tried})")
+    return RLDSDataset(path, cfg.name)

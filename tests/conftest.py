@@ -1,0 +1,24 @@
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+BRIDGE_ROOT = SHARED / "data" / "bridge_debug"
+
+
+@pytest.fixture(scope="session")
+def bridge_root() -> Path:
+    if not (BRIDGE_ROOT / "bridge_dataset" / "1.0.0" / "dataset_info.json").exists():
+        pytest.skip(f"the real Bridge slice is not at {BRIDGE_ROOT}")
+    return BRIDGE_ROOT
+
+
+@pytest.fixture(scope="session")
+def registry():
+    from manifests.registry import load_registry
+
+    return load_registry()

@@ -1,0 +1,152 @@
+"""Raw RLDS episode -> the pipeline's 7-D convention, composed from the registry entry.
+
+One function serves every dataset: the entry in manifests/datasets.yaml says which keys
+and slices make the translation, rotation and gripper, which gripper convention applies,
+and whether Bridge-style first-step drops and state relabeling happen. Bumping
+TRANSFORM_VERSION invalidates cached statistics.
+"""
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+
+from transforms.episode import RawEpisode, StandardEpisode
+from transforms.gripper import to_absolute_open
+from transforms.rotation import quaternion_to_euler
+
+TRANSFORM_VERSION = "1"
+
+
+class EpisodeError(ValueError):
+    """An episode the transform cannot use; the message names dataset, episode and why."""
+
+
+def _parts_keys(cfg) -> list[str]:
+    a = cfg.action
+    keys = [a["translation"]["key"]]
+    if a["rotation"].get("format", "euler") != "none":
+        keys.append(a["rotation"]["key"])
+    if "key" in a["gripper"]:
+        keys.append(a["gripper"]["key"])
+    if "relabel_from_state" in a:
+        keys.append(a["relabel_from_state"]["key"])
+    return keys
+
+
+def required_keys(cfg, images: bool = False, proprio: bool = False, instruction: bool = True) -> list[str]:
+    """The step keys a stage must read: actions always, images and proprio on request."""
+    keys = _parts_keys(cfg)
+    if instruction and cfg.instruction:
+        keys.append(cfg.instruction["key"])
+    if images:
+        keys.append(cfg.primary_image)
+        if cfg.wrist_image:
+            keys.append(cfg.wrist_image)
+    if proprio:
+        keys += [p["key"] for p in cfg.proprio]
+    return list(dict.fromkeys(keys))
+
+
+def min_steps(cfg) -> int:
+    """Shortest raw episode that still leaves one step after the transform."""
+    return 1 + cfg.action.get("drop_first_steps", 0) + (1 if "relabel_from_state" in cfg.action else 0)
+
+
+def _column(steps: dict, part: dict, where: str) -> np.ndarray:
+    key = part["key"]
+    if key not in steps:
+        raise EpisodeError(f"{where}: step key '{key}' missing")
+    col = steps[key]
+    if col.ndim == 1:
+        col = col[:, None]
+    col = col.reshape(len(col), -1)
+    if "slice" in part:
+        lo, hi = part["slice"]
+        if hi > col.shape[1]:
+            raise EpisodeError(f"{where}: '{key}' has {col.shape[1]} dims, slice {part['slice']} needs {hi}")
+        col = col[:, lo:hi]
+    return col.astype(np.float64)
+
+
+def _decode_zlib_float32(col: np.ndarray, dims: int, where: str) -> np.ndarray:
+    try:
+        return np.stack([np.frombuffer(zlib.decompress(b), np.float32).reshape(dims) for b in col])
+    except (zlib.error, ValueError) as e:
+        raise EpisodeError(f"{where}: cannot decode zlib float32 state ({e})") from None
+
+
+def _instruction(steps: dict, spec: dict | None) -> str:
+    if not spec or spec["key"] not in steps:
+        return ""
+    col = steps[spec["key"]]
+    if spec.get("encoding") == "unicode_codepoints":  # language_table: int32 code points, 0-padded
+        texts = ["".join(chr(c) for c in row if c > 0) for row in np.asarray(col).reshape(len(col), -1)]
+    else:
+        texts = [t.decode("utf-8", "replace") if isinstance(t, bytes) else str(t) for t in col]
+    return next((t.strip() for t in texts if t.strip()), "")
+
+
+def standardize(episode: RawEpisode, cfg) -> StandardEpisode:
+    """The 7-D action [T', 7], instruction, images and proprio of one episode."""
+    where = f"dataset '{cfg.name}' episode {episode.episode_id}"
+    steps = dict(episode.steps)
+    a = cfg.action
+    t = episode.num_steps
+    if t < min_steps(cfg):
+        raise EpisodeError(f"{where}: {t} steps, its transform needs at least {min_steps(cfg)}")
+
+    drop = a.get("drop_first_steps", 0)
+    if drop:
+        steps = {k: v[drop:] for k, v in steps.items()}
+
+    trans = _column(steps, a["translation"], where)
+    pad = a["translation"].get("pad_to", trans.shape[1])
+    trans = np.pad(trans, ((0, 0), (0, pad - trans.shape[1])))
+    rot_fmt = a["rotation"].get("format", "euler")
+    if rot_fmt == "none":
+        rot = np.zeros((len(trans), 3))
+    else:
+        rot = _column(steps, a["rotation"], where)
+        if rot_fmt == "quaternion":
+            rot = quaternion_to_euler(rot)
+    grip_spec = a["gripper"]
+    raw_grip = _column(steps, grip_spec, where)[:, 0] if "key" in grip_spec else np.zeros(len(trans))
+    grip = to_absolute_open(raw_grip, grip_spec["convention"])
+    if trans.shape[1] != 3 or rot.shape[1] != 3:
+        raise EpisodeError(f"{where}: translation/rotation parts give {trans.shape[1]}/{rot.shape[1]} dims, expected 3/3")
+
+    if "relabel_from_state" in a:
+        # Movement is what the robot reached: state[t+1] - state[t]; the last step has no successor.
+        state = _column(steps, a["relabel_from_state"], where)
+        movement = state[1:] - state[:-1]
+        trans, rot = movement[:, :3], movement[:, 3:6]
+        grip = grip[:-1]
+        steps = {k: v[:-1] for k, v in steps.items()}
+
+    action = np.concatenate([trans, rot, grip[:, None]], axis=1).astype(np.float32)
+
+    proprio = None
+    if cfg.proprio and all(p["key"] in steps for p in cfg.proprio):
+        cols = []
+        for p in cfg.proprio:
+            if p.get("encoding") == "zlib_float32":
+                col = _decode_zlib_float32(steps[p["key"]], p["dims"], where)
+                if "slice" in p:
+                    col = col[:, p["slice"][0]:p["slice"][1]]
+                cols.append(col.astype(np.float64))
+            else:
+                cols.append(_column(steps, p, where))
+        proprio = np.concatenate(cols, axis=1).astype(np.float32)
+
+    instruction = _instruction(steps, cfg.instruction)
+    return StandardEpisode(
+        dataset=cfg.name,
+        episode_id=episode.episode_id,
+        action=action,
+        instruction=instruction,
+        has_instruction=bool(instruction),
+        image=steps.get(cfg.primary_image),
+        wrist_image=steps.get(cfg.wrist_image) if cfg.wrist_image else None,
+        proprio=proprio,
+    )
