@@ -1,0 +1,42 @@
+"""Statistics job: StandardEpisode -> (dataset, statistics dict), one mergeable combine per dataset."""
+from __future__ import annotations
+
+import apache_beam as beam
+
+from transforms.statistics import DatasetStatistics
+
+
+class DatasetStatsFn(beam.CombineFn):
+    def create_accumulator(self):
+        return DatasetStatistics()
+
+    def add_input(self, acc, columns):
+        action, proprio = columns
+        acc.add_episode(action, proprio)
+        return acc
+
+    def merge_accumulators(self, accs):
+        accs = iter(accs)
+        first = next(accs)
+        for a in accs:
+            first.merge(a)
+        return first
+
+    def compact(self, acc):
+        acc.action.flush()
+        if acc.proprio is not None:
+            acc.proprio.flush()
+        return acc
+
+    def extract_output(self, acc):
+        return acc.extract()
+
+
+class ComputeStatistics(beam.PTransform):
+    """PCollection[StandardEpisode] (finite actions) -> PCollection[(dataset, statistics)]."""
+
+    def expand(self, episodes):
+        return (episodes
+                | "Columns" >> beam.Map(lambda e: (e.dataset, (e.action, e.proprio)))
+                | "PerDataset" >> beam.CombinePerKey(DatasetStatsFn())
+                | "AsList" >> beam.MapTuple(lambda name, stats: [name, stats]))

@@ -1,0 +1,123 @@
+"""Stage 3+4: (depth and) export: tokenized Arrow shards, then the manifest, written last."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from pipeline.stages import TOOL_VERSION, RunContext, log, read_json, sha256_of, write_json
+
+SHARD_TARGET_BYTES = 256 << 20
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    dataset: str
+    path: str  # final path
+    episodes: tuple  # ((episode_id, part path, row offset in part, rows), ...) in final order
+
+
+def _depth_setup(ctx: RunContext, want: bool) -> dict | None:
+    """The depth model's description, or None with the reason noted (never fake depth)."""
+    if not want:
+        return None
+    from pipeline.depth import DepthEstimator, DepthWeightsNotFound
+
+    try:
+        est = DepthEstimator.load(ctx.args.depth_model, backend=ctx.args.depth_backend)
+    except DepthWeightsNotFound as e:
+        ctx.report.notes.append(f"depth skipped: {e}")
+        log(f"depth: skipped: {e}")
+        return None
+    return est.describe()
+
+
+def run(ctx: RunContext, stats: dict, grid, depth: bool) -> dict:
+    import apache_beam as beam
+    from apache_beam.io.filesystems import FileSystems
+
+    from beam_jobs.export import EncodeEpisodeFn, WritePartsFn, read_part_indexes
+    from beam_jobs.read import ReadStandardEpisodes, plan_reads
+    from pipeline.shards import shard_schema
+    from pipeline.stage_stats import _collect, write_lines
+
+    args = ctx.args
+    depth_info = _depth_setup(ctx, depth)
+    grid_json = grid.to_json()
+    run_key = sha256_of([TOOL_VERSION, stats, grid_json, args.image_size, args.normalization, depth_info,
+                         args.split, args.max_episodes, args.seed])[:16]
+    work = ctx.path(".work", "export", run_key)
+    done = {e["episode_id"] for p in read_part_indexes(work) for e in p["episodes"]}
+    if done:
+        log(f"export: resuming an interrupted run: {len(done)} episode(s) already encoded are reused")
+
+    schemas = {name: shard_schema(with_wrist=cfg.wrist_image is not None, with_depth=depth_info is not None)
+               .serialize().to_pybytes() for name, cfg in ctx.configs.items()}
+    tasks = plan_reads(ctx.datasets, args.split, args.max_episodes)
+    total = sum(t.shard.num_episodes for t in tasks) - len(done)
+    log(f"export: encoding {total} episode(s) at {args.image_size}x{args.image_size}"
+        + (f", with depth ({depth_info['model']})" if depth_info else ""))
+    with beam.Pipeline(options=ctx.pipeline_options()) as p:
+        read = p | "Read" >> ReadStandardEpisodes(tasks, ctx.configs, images=True, skip=frozenset(done))
+        encoded = read.episodes | "Encode" >> beam.ParDo(EncodeEpisodeFn(
+            stats, grid_json, args.image_size, args.normalization, depth_info is not None, total))
+        if depth_info:
+            from beam_jobs.depth import EpisodeDepth
+
+            encoded = encoded | "Depth" >> EpisodeDepth(args.depth_model, args.depth_backend)
+        encoded | "WriteParts" >> beam.ParDo(WritePartsFn(work, schemas))
+        write_lines(read.bad, FileSystems.join(work, "problems.jsonl"), "Problems")
+    ctx.report.add_problems(_collect(FileSystems.join(work, "problems.jsonl")))
+
+    jobs = plan_final_shards(ctx, read_part_indexes(work))
+    with beam.Pipeline(options=ctx.pipeline_options()) as p:
+        written = (p | "Shards" >> beam.Create(jobs) | "Spread" >> beam.Reshuffle()
+                   | "Assemble" >> beam.ParDo(AssembleShardFn()))
+        write_lines(written, FileSystems.join(work, "shards.jsonl"), "Written")
+    shards = sorted(_collect(FileSystems.join(work, "shards.jsonl")), key=lambda s: s["path"])
+    remove_stale_shards(ctx, {j.path for j in jobs})
+
+    manifest = build_manifest(ctx, stats, grid, shards, depth_info)
+    write_json(ctx.path("manifest.json"), manifest)
+    FileSystems.delete([ctx.path(".work", "export")])
+    return {"shards": len(shards), "bytes": sum(s["bytes"] for s in shards)}
+
+
+def plan_final_shards(ctx: RunContext, parts: list[dict]) -> list[ShardJob]:
+    from beam_jobs.export import episode_order
+    from pipeline.shards import plan_shards, shard_name
+
+    located: dict[str, dict] = {}
+    for part in parts:
+        offset = 0
+        for e in part["episodes"]:
+            # a retried bundle may have written an episode twice: the first part (by path) wins
+            located.setdefault(e["episode_id"], {**e, "dataset": part["dataset"], "part": part["path"], "offset": offset})
+            offset += e["rows"]
+    target = getattr(ctx.args, "shard_bytes", None) or SHARD_TARGET_BYTES
+    jobs = []
+    for dataset in ctx.mixture.weights:
+        eps = sorted((e for e in located.values() if e["dataset"] == dataset),
+                     key=lambda e: episode_order(dataset, e["episode_id"]))
+        groups = plan_shards([e["bytes"] for e in eps], target)
+        for i, (lo, hi) in enumerate(groups):
+            path = ctx.path("shards", dataset, shard_name(ctx.args.split_name, i, len(groups)))
+            jobs.append(ShardJob(dataset, path, tuple((e["episode_id"], e["part"], e["offset"], e["rows"])
+                                                      for e in eps[lo:hi])))
+    return jobs
+
+
+class AssembleShardFn:
+    pass  # replaced below once the shard writer's API is in
+
+
+def remove_stale_shards(ctx: RunContext, keep: set[str]) -> None:
+    from apache_beam.io.filesystems import FileSystems
+
+    pattern = ctx.path("shards", "*", "*.arrow")
+    stale = [m.path for m in FileSystems.match([pattern])[0].metadata_list if m.path not in keep]
+    if stale:
+        FileSystems.delete(stale)
+
+
+def build_manifest(ctx: RunContext, stats: dict, grid, shards: list[dict], depth_info: dict | None) -> dict:
+    raise NotImplementedError
