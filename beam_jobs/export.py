@@ -9,8 +9,9 @@ killed run's finished parts are reused by the next.
 """
 from __future__ import annotations
 
-import io
+import hashlib
 import json
+import os
 import uuid
 from dataclasses import dataclass
 
@@ -95,7 +96,8 @@ def episode_table(e: EncodedEpisode, schema: pa.Schema) -> pa.Table:
     for f in schema:
         value = e.columns[f.name]
         if pa.types.is_fixed_size_list(f.type):
-            flat = np.ascontiguousarray(value, dtype=f.type.value_type.to_pandas_dtype()).reshape(-1)
+            dtype = np.float32 if pa.types.is_floating(f.type.value_type) else np.int32
+            flat = np.ascontiguousarray(value, dtype=dtype).reshape(-1)
             arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(flat, f.type.value_type), f.type.list_size))
         else:
             arrays.append(pa.array(value, f.type))
@@ -171,3 +173,40 @@ def read_table(path: str) -> pa.Table:
 
     with FileSystems.open(path) as f:
         return pa.ipc.open_file(pa.py_buffer(f.read())).read_all()
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    dataset: str
+    path: str  # final path
+    episodes: tuple  # ((episode_id, part path, row offset in part, rows), ...) in final order
+
+
+def assemble_shard(job: ShardJob) -> dict:
+    from apache_beam.io.filesystems import FileSystems
+
+    from pipeline.shards import shard_rows, write_table
+
+    rows = sum(e[3] for e in job.episodes)
+    if FileSystems.exists(job.path) and "://" not in job.path and shard_rows(job.path) == rows:
+        pass  # finished by an interrupted run: the same episodes in the same order, so the same bytes
+    else:
+        parts, tables = {}, []
+        for episode_id, part, offset, n in job.episodes:
+            if part not in parts:
+                parts = {part: read_table(part)}  # episodes of a shard come in runs from few parts
+            tables.append(parts[part].slice(offset, n))
+        table = pa.concat_tables(tables)
+        tmp = f"{job.path}.tmp-{os.getpid()}"
+        with FileSystems.create(tmp) as f:
+            write_table(f, table)
+        FileSystems.rename([tmp], [job.path])
+    with FileSystems.open(job.path) as f:
+        data = f.read()
+    return {"dataset": job.dataset, "path": job.path, "num_rows": rows, "num_episodes": len(job.episodes),
+            "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+
+
+class AssembleShardFn(beam.DoFn):
+    def process(self, job: ShardJob):
+        yield assemble_shard(job)

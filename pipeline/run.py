@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ZoeDepth implementation: transformers' or the original through torch.hub")
     p.add_argument("--grid-fit", choices=("gaussian", "empirical"), default="gaussian",
                    help="grid edges from fitted Gaussians (SpatialVLA) or the data's own quantiles")
+    p.add_argument("--grid-exclude", help="comma-separated datasets left out of the grid fit, or 'none' "
+                                          "(default: the registry's list, SpatialVLA's)")
+    p.add_argument("--shard-mb", type=float, default=256, help="target size of an output shard, MB")
     p.add_argument("--normalization", choices=("bounds_q99", "bounds", "normal"), default="bounds_q99",
                    help="action normalization mode")
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice (same seed: same bytes)")

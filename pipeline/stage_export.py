@@ -1,19 +1,12 @@
 """Stage 3+4: (depth and) export: tokenized Arrow shards, then the manifest, written last."""
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+import os
+import re
 
 from pipeline.stages import TOOL_VERSION, RunContext, log, read_json, sha256_of, write_json
 
 SHARD_TARGET_BYTES = 256 << 20
-
-
-@dataclass(frozen=True)
-class ShardJob:
-    dataset: str
-    path: str  # final path
-    episodes: tuple  # ((episode_id, part path, row offset in part, rows), ...) in final order
 
 
 def _depth_setup(ctx: RunContext, want: bool) -> dict | None:
@@ -35,7 +28,7 @@ def run(ctx: RunContext, stats: dict, grid, depth: bool) -> dict:
     import apache_beam as beam
     from apache_beam.io.filesystems import FileSystems
 
-    from beam_jobs.export import EncodeEpisodeFn, WritePartsFn, read_part_indexes
+    from beam_jobs.export import AssembleShardFn, EncodeEpisodeFn, WritePartsFn, read_part_indexes
     from beam_jobs.read import ReadStandardEpisodes, plan_reads
     from pipeline.shards import shard_schema
     from pipeline.stage_stats import _collect, write_lines
@@ -78,12 +71,12 @@ def run(ctx: RunContext, stats: dict, grid, depth: bool) -> dict:
 
     manifest = build_manifest(ctx, stats, grid, shards, depth_info)
     write_json(ctx.path("manifest.json"), manifest)
-    FileSystems.delete([ctx.path(".work", "export")])
+    FileSystems.delete([ctx.path(".work")])  # parts are only needed to resume this export
     return {"shards": len(shards), "bytes": sum(s["bytes"] for s in shards)}
 
 
 def plan_final_shards(ctx: RunContext, parts: list[dict]) -> list[ShardJob]:
-    from beam_jobs.export import episode_order
+    from beam_jobs.export import ShardJob, episode_order
     from pipeline.shards import plan_shards, shard_name
 
     located: dict[str, dict] = {}
@@ -93,21 +86,17 @@ def plan_final_shards(ctx: RunContext, parts: list[dict]) -> list[ShardJob]:
             # a retried bundle may have written an episode twice: the first part (by path) wins
             located.setdefault(e["episode_id"], {**e, "dataset": part["dataset"], "part": part["path"], "offset": offset})
             offset += e["rows"]
-    target = getattr(ctx.args, "shard_bytes", None) or SHARD_TARGET_BYTES
+    target = int(ctx.args.shard_mb * (1 << 20)) if getattr(ctx.args, "shard_mb", None) else SHARD_TARGET_BYTES
     jobs = []
     for dataset in ctx.mixture.weights:
         eps = sorted((e for e in located.values() if e["dataset"] == dataset),
                      key=lambda e: episode_order(dataset, e["episode_id"]))
         groups = plan_shards([e["bytes"] for e in eps], target)
         for i, (lo, hi) in enumerate(groups):
-            path = ctx.path("shards", dataset, shard_name(ctx.args.split_name, i, len(groups)))
+            path = ctx.path("shards", dataset, shard_name(split_label(ctx.args.split), i, len(groups)))
             jobs.append(ShardJob(dataset, path, tuple((e["episode_id"], e["part"], e["offset"], e["rows"])
                                                       for e in eps[lo:hi])))
     return jobs
-
-
-class AssembleShardFn:
-    pass  # replaced below once the shard writer's API is in
 
 
 def remove_stale_shards(ctx: RunContext, keep: set[str]) -> None:
@@ -119,5 +108,58 @@ def remove_stale_shards(ctx: RunContext, keep: set[str]) -> None:
         FileSystems.delete(stale)
 
 
+def split_label(split_spec: str) -> str:
+    """A file-name-safe label of the split spec: train -> train, train[:10%] -> train, train+val -> train+val."""
+    return "+".join(re.findall(r"(?:^|\+)\s*([\w-]+)", split_spec)) or "data"
+
+
 def build_manifest(ctx: RunContext, stats: dict, grid, shards: list[dict], depth_info: dict | None) -> dict:
-    raise NotImplementedError
+    from pipeline.depth import DEPTH_FORMAT
+    from pipeline.mixing import effective_weights
+    from pipeline.shards import FORMAT_VERSION, shard_schema
+    from pipeline.stage_grids import grid_path
+    from pipeline.stage_stats import STATISTICS_FILE
+
+    size = ctx.args.image_size
+    transitions = {n: stats[n]["num_transitions"] for n in ctx.mixture.weights}
+    datasets = {}
+    for name, cfg in ctx.configs.items():
+        intr = cfg.intrinsics
+        own = [s for s in shards if s["dataset"] == name]
+        datasets[name] = {
+            "num_transitions": transitions[name],
+            "num_trajectories": stats[name]["num_trajectories"],
+            "has_wrist_image": cfg.wrist_image is not None,
+            "control_hz": cfg.control_hz,
+            # images are resized to size x size, so each axis scales on its own
+            "intrinsics": {"fx": intr.fx * size / intr.width, "fy": intr.fy * size / intr.height,
+                           "cx": (intr.cx + 0.5) * size / intr.width - 0.5,
+                           "cy": (intr.cy + 0.5) * size / intr.height - 0.5,
+                           "width": size, "height": size, "source": intr.source},
+            "shards": [{"path": os.path.relpath(s["path"], ctx.out) if "://" not in s["path"] else s["path"],
+                        **{k: s[k] for k in ("num_rows", "num_episodes", "sha256", "bytes")}} for s in own],
+        }
+    schema_names = sorted({f.name for cfg in ctx.configs.values()
+                           for f in shard_schema(cfg.wrist_image is not None, depth_info is not None)})
+    return {
+        "format_version": FORMAT_VERSION,
+        "tool_version": TOOL_VERSION,
+        "mixture": ctx.mixture.name,
+        "mixture_source": ctx.mixture.source,
+        "split": ctx.args.split,
+        "seed": ctx.args.seed,
+        "image_size": size,
+        "normalization": ctx.args.normalization,
+        "weights": dict(ctx.mixture.weights),
+        "effective_weights": effective_weights(ctx.mixture.weights, transitions),
+        "unbalanced_weights": effective_weights(ctx.mixture.weights, transitions, balance=False),
+        "datasets": datasets,
+        "columns": schema_names,
+        "grid": os.path.relpath(grid_path(ctx), ctx.out) if "://" not in ctx.out else grid_path(ctx),
+        "grid_sha256": sha256_of(grid.to_json()),
+        "statistics": STATISTICS_FILE,
+        "statistics_sha256": sha256_of(stats),
+        "depth": {**depth_info, **DEPTH_FORMAT} if depth_info else None,
+        "inputs": {name: {"version": cfg.version, "path": ctx.datasets[name].directory}
+                   for name, cfg in ctx.configs.items()},
+    }
