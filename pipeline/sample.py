@@ -256,7 +256,7 @@ def generate_dataset(cfg, schema: dict, out_dir: Path, episodes: int) -> Path:
     import tensorflow_datasets as tfds
 
     rng = np.random.default_rng(seed_of(cfg.name))
-    empty_at = 2 if seed_of(cfg.name) % 3 == 0 and cfg.instruction else -1
+    empty_at = 1 if seed_of(cfg.name) % 3 == 0 and cfg.instruction else -1  # some datasets: one unlabeled episode
     splits = {"train": episodes, "val": max(1, episodes // 3)}
     data = {}
     for split, n in splits.items():
@@ -305,7 +305,8 @@ def ensure_corpus(out_dir: str | Path | None = None, episodes: int = DEFAULT_EPI
     """The sample corpus, generated on first use (into a temporary directory, then renamed)."""
     out = Path(out_dir) if out_dir else default_corpus_dir()
     marker = out / ".complete"
-    stamp = f"{CORPUS_VERSION}:{episodes}"
+    sources = b"".join(f.read_bytes() for f in (Path(__file__), SCHEMAS_FILE, REGISTRY_DIR / "datasets.yaml"))
+    stamp = f"{CORPUS_VERSION}:{episodes}:{hashlib.sha256(sources).hexdigest()}"  # regenerated when its recipe changes
     if marker.exists() and marker.read_text() == stamp:
         return out
     print(f"sample: generating the built-in sample corpus in {out} (once)", file=sys.stderr)
