@@ -31,9 +31,10 @@ class DepthWeightsNotFound(Exception):
 # ---------------------------------------------------------------- storage
 
 def depth_to_uint16_mm(depth_m: np.ndarray) -> np.ndarray:
-    """Metres -> uint16 millimetres, rounded; NaN and non-positive -> 0 (invalid); clipped at 65.535 m."""
+    """Metres -> uint16 millimetres, rounded; NaN and non-positive -> 0 (invalid); clipped to
+    [1 mm, 65.535 m] otherwise, so that a valid depth never reads as invalid."""
     d = np.asarray(depth_m, np.float64)
-    mm = np.where(np.isfinite(d) & (d > 0), np.rint(d * 1000.0), 0)
+    mm = np.where(np.isfinite(d) & (d > 0), np.maximum(np.rint(d * 1000.0), 1), 0)
     return np.clip(mm, 0, 65535).astype(np.uint16)
 
 
