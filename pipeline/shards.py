@@ -61,6 +61,7 @@ def plan_shards(episode_bytes: list[int], target_bytes: int) -> list[tuple[int, 
 def write_table(f, table: pa.Table, rows_per_batch: int = 1024) -> None:
     """An Arrow IPC file, zstd-compressed, in record batches of a fixed size (same bytes every time)."""
     options = pa.ipc.IpcWriteOptions(compression=COMPRESSION)
+    table = table.replace_schema_metadata({"rows_per_batch": str(rows_per_batch)})  # readers locate rows with it
     with pa.ipc.new_file(f, table.schema, options=options) as w:
         w.write_table(table.combine_chunks(), max_chunksize=rows_per_batch)
 
