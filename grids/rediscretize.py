@@ -1,0 +1,137 @@
+"""python -m grids.rediscretize: a grid for a new robot, and how to carry token embeddings over.
+
+    python -m grids.rediscretize --base BASE.json --data OUT_OR_NPY --out NEW.json [--fit gaussian|empirical]
+                                 [--map MAP.npz] [--retokenize OUT]
+
+Fits a new grid on the new robot's normalized actions with the base grid's bin counts; writes
+an embedding-adaptation map (scipy sparse CSR, [new tokens, old tokens]): each new bin's centre
+is interpolated between the old grid's neighbouring bin centres, per axis (phi wraps around),
+so its embedding row starts as the weighted mix of old rows, the way SpatialVLA re-initializes
+its action-token embeddings; gripper tokens map to themselves. `--retokenize OUT` rewrites
+that export's action_tokens with the new grid (pipeline.export does the rewrite).
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+
+import numpy as np
+import scipy.sparse as sp
+
+from grids.grid import ROTATION, TRANSLATION, ActionGrid, GridFileError, empirical_grid, grid_from_gaussians
+
+PERIODIC = {"phi": 2 * np.pi}
+
+
+def axis_weights(new_centres: np.ndarray, old_centres: np.ndarray, period: float | None = None) -> list[list[tuple[int, float]]]:
+    """For each new centre: [(old index, weight)] of linear interpolation between the old centres
+    that bracket it; outside the old centres, the nearest one (or, on a periodic axis, across the wrap)."""
+    out = []
+    n = len(old_centres)
+    for c in new_centres:
+        j = int(np.searchsorted(old_centres, c))
+        if 0 < j < n:
+            lo, hi = old_centres[j - 1], old_centres[j]
+            t = (c - lo) / (hi - lo) if hi > lo else 0.0
+            out.append([(j - 1, 1 - t), (j, t)])
+        elif period:  # between the last centre and the first one plus a period
+            lo, hi = old_centres[-1], old_centres[0] + period
+            x = c if j == n else c + period
+            t = (x - lo) / (hi - lo)
+            out.append([(n - 1, 1 - t), (0, t)])
+        else:
+            out.append([(0 if j == 0 else n - 1, 1.0)])
+    return out
+
+
+def embedding_map(old: ActionGrid, new: ActionGrid) -> sp.csr_matrix:
+    """[new tokens, old tokens], rows summing to 1."""
+    if {v: old.counts[v] for v in old.counts} != {v: new.counts[v] for v in new.counts}:
+        raise ValueError("the new grid must have the base grid's bin counts")
+    rows, cols, vals = [], [], []
+
+    def block(variables, offset):
+        per_axis = [axis_weights(new.centres(v), old.centres(v), PERIODIC.get(v)) for v in variables]
+        sizes = [new.counts[v] for v in variables]
+        strides = [int(np.prod(sizes[i + 1:])) for i in range(len(sizes))]
+        for idx in itertools.product(*(range(s) for s in sizes)):
+            r = offset + sum(i * s for i, s in zip(idx, strides))
+            for combo in itertools.product(*(per_axis[a][i] for a, i in enumerate(idx))):
+                w = float(np.prod([c[1] for c in combo]))
+                if w > 0:
+                    rows.append(r)
+                    cols.append(offset + sum(c[0] * s for c, s in zip(combo, strides)))
+                    vals.append(w)
+
+    block(TRANSLATION, 0)
+    block(ROTATION, old.translation_tokens)
+    g0 = old.translation_tokens + old.rotation_tokens
+    for g in range(old.counts["gripper"]):
+        rows.append(g0 + g), cols.append(g0 + g), vals.append(1.0)
+    m = sp.coo_matrix((vals, (rows, cols)), shape=(new.total_tokens, old.total_tokens)).tocsr()
+    m.sum_duplicates()
+    return m
+
+
+def apply_embedding_map(matrix: sp.csr_matrix, old_embeddings: np.ndarray) -> np.ndarray:
+    """New action-token embedding rows from the old ones: [new tokens, D]."""
+    return np.asarray(matrix @ old_embeddings)
+
+
+def fit_like(base: ActionGrid, actions: np.ndarray, weights: np.ndarray, fit: str) -> ActionGrid:
+    from grids.fit import FitAccumulator
+
+    acc = FitAccumulator()
+    for w in np.unique(weights):  # steps of equal weight go in together
+        acc.add(actions[weights == w], float(w), f"w{w}")
+    counts = dict(base.counts)
+    provenance = {"base_grid": base.provenance, "fit": fit, "steps": int(len(actions))}
+    if fit == "empirical":
+        return empirical_grid(acc.histograms(), counts, gs_params=acc.gs_params(), provenance=provenance)
+    return grid_from_gaussians(acc.gs_params(), counts, provenance=provenance)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m grids.rediscretize", description=__doc__.split("\n\n")[0])
+    p.add_argument("--base", required=True, help="the grid the model was trained with")
+    p.add_argument("--data", required=True, help="the new robot's data: an output directory of "
+                   "`python -m pipeline.run --datasets my_robot=1 ...` or a .npy of normalized actions")
+    p.add_argument("--out", required=True, help="where to write the new grid file")
+    p.add_argument("--fit", choices=("gaussian", "empirical"), default="gaussian")
+    p.add_argument("--map", help="where to write the embedding map (.npz, scipy sparse); default beside --out")
+    p.add_argument("--retokenize", help="an output directory whose action_tokens to rewrite with the new grid")
+    args = p.parse_args(argv)
+    from grids.data import load_actions
+    from grids.metrics import grid_metrics
+
+    try:
+        base = ActionGrid.load(args.base)
+        actions, weights = load_actions(args.data)
+    except (GridFileError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    new = fit_like(base, actions, weights, args.fit)
+    new.metrics = grid_metrics(new, actions, weights)
+    with open(args.out, "w") as f:
+        f.write(new.dumps())
+    map_path = args.map or args.out.rsplit(".json", 1)[0] + "_embedding_map.npz"
+    sp.save_npz(map_path, embedding_map(base, new))
+    before = grid_metrics(base, actions, weights)["token_entropy"]
+    print(f"new grid: {args.out} (token entropy on the new data {new.metrics['token_entropy']:.3f}, "
+          f"base grid's {before:.3f}); embedding map: {map_path}")
+    if args.retokenize:
+        from pipeline.export import rewrite
+        from pipeline.shards import ManifestError
+
+        try:
+            rewrite(args.retokenize, grid=new)
+        except ManifestError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(f"re-tokenized {args.retokenize} with the new grid")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
