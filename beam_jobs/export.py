@@ -22,7 +22,7 @@ import pyarrow as pa
 from pipeline import images as imgs
 from transforms.episode import StandardEpisode
 
-PART_TARGET_BYTES = 64 << 20
+PART_TARGET_BYTES = int(os.environ.get("SPATIAL_PIPELINE_PART_BYTES", 16 << 20))  # finished parts survive a crash
 ROWS_PER_BATCH = 1024
 
 

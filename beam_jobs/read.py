@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import apache_beam as beam
 import numpy as np
 
-from pipeline.rlds import RLDSDataset, RLDSError, ShardSlice
+from pipeline.rlds import BadRecord, RLDSDataset, RLDSError, ShardSlice
 from transforms.standardize import EpisodeError, required_keys, standardize
 
 BAD = "bad"
@@ -70,6 +70,10 @@ class ReadStandardEpisodesFn(beam.DoFn):
             for raw in self._dataset(task).read(task.shard, keys):
                 done += 1
                 if raw.episode_id in self.skip:
+                    continue
+                if isinstance(raw, BadRecord):
+                    self.bad_counter.inc()
+                    yield beam.pvalue.TaggedOutput(BAD, problem(task.dataset, task.shard.path, raw.reason, raw.episode_id))
                     continue
                 self.read_counter.inc()
                 bad = None

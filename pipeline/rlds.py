@@ -59,6 +59,16 @@ class FieldInfo:
 
 
 @dataclass(frozen=True)
+class BadRecord:
+    """A record of a shard that could not be turned into an episode, and why."""
+
+    dataset: str
+    episode_id: str
+    file: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class ShardSlice:
     """Episodes [start, stop) of one shard file; `offset` = split index of its episode 0."""
 
@@ -211,36 +221,72 @@ class RLDSDataset:
             out[k] = fields[k]
         return out
 
-    def read(self, shard: ShardSlice, keys: Iterable[str] | None = None) -> Iterator[RawEpisode]:
-        """Episodes of one shard slice, with only `keys` parsed (all keys when None)."""
+    def read(self, shard: ShardSlice, keys: Iterable[str] | None = None) -> Iterator[RawEpisode | BadRecord]:
+        """Episodes of one shard slice, with only `keys` parsed (all keys when None).
+
+        A record that does not match features.json comes out as a BadRecord and the slice goes on;
+        a corrupt or truncated file raises RLDSError after the episodes before the damage."""
         tf = _tf()
         wanted = self.resolve_keys(keys)
         spec = {f.serialized_key: tf.io.RaggedFeature(_parse_dtype(tf, f)) for f in wanted.values()}
         if not _exists(shard.path):
             raise RLDSError(f"dataset '{self.name}': shard {shard.path} listed in dataset_info.json is missing")
-        records = tf.data.TFRecordDataset(shard.path).skip(shard.start).take(shard.num_episodes)
-        batches = records.batch(PARSE_BATCH).map(lambda s: tf.io.parse_example(s, spec) if spec else s)
         fname = os.path.basename(shard.path)
         index = shard.start
-        try:
-            for batch in batches:
-                columns = {f.key: _split_ragged(batch[f.serialized_key]) for f in wanted.values()} if spec else {}
-                n = len(next(iter(columns.values()))) if columns else int(batch.shape[0])
-                for j in range(n):
-                    steps, meta = {}, {}
-                    for f in wanted.values():
-                        value = _to_numpy(columns[f.key][j], f)
-                        (steps if f.per_step else meta)[f.key] = value
-                    yield RawEpisode(self.name, f"{fname}#{index}", shard.path, steps, meta)
+
+        def episodes_of(batch_size: int):
+            nonlocal index
+            records = tf.data.TFRecordDataset(shard.path).skip(index).take(shard.stop - index).batch(batch_size)
+            for batch in records:
+                for item in self._parse(batch, spec, wanted):
+                    episode_id = f"{fname}#{index}"
                     index += 1
-        except tf.errors.DataLossError as e:
-            raise RLDSError(f"dataset '{self.name}': {shard.path}: corrupt TFRecord after episode {index} ({e.message})") from None
-        except tf.errors.InvalidArgumentError as e:
-            raise RLDSError(f"dataset '{self.name}': {shard.path}: episode {index} does not match features.json ({e.message.splitlines()[0]})") from None
+                    if isinstance(item, str):
+                        yield BadRecord(self.name, episode_id, shard.path, f"does not match features.json ({item})")
+                    else:
+                        yield RawEpisode(self.name, episode_id, shard.path, *item)
+
+        try:
+            yield from episodes_of(PARSE_BATCH)
+        except tf.errors.DataLossError:
+            try:  # re-read the damaged stretch record by record: keep every episode before the damage
+                yield from episodes_of(1)
+            except tf.errors.DataLossError as e:
+                what = re.search(r"(corrupted|truncated) record at \d+", e.message)
+                raise RLDSError(f"dataset '{self.name}': {shard.path}: corrupt TFRecord after episode {index} "
+                                f"({what.group(0) if what else e.message.splitlines()[0][:120]})") from None
+
+    def _parse(self, batch, spec, wanted):
+        """Parsed (steps, metadata) per record of a batch; a record that cannot be parsed: its error text."""
+        tf = _tf()
+        try:
+            return list(self._columns(tf.io.parse_example(batch, spec) if spec else None, wanted, int(batch.shape[0])))
+        except (tf.errors.InvalidArgumentError, ValueError):
+            if int(batch.shape[0]) == 1:
+                try:
+                    return list(self._columns(tf.io.parse_example(batch, spec), wanted, 1))
+                except (tf.errors.InvalidArgumentError, ValueError) as e:
+                    text = e.message if hasattr(e, "message") else str(e)
+                    return [text.splitlines()[0][:200]]
+            return [r for j in range(int(batch.shape[0])) for r in self._parse(batch[j:j + 1], spec, wanted)]
+
+    def _columns(self, parsed, wanted, n):
+        columns = {f.key: _split_ragged(parsed[f.serialized_key]) for f in wanted.values()} if parsed else {}
+        for j in range(n):
+            steps, meta = {}, {}
+            for f in wanted.values():
+                (steps if f.per_step else meta)[f.key] = _to_numpy(columns[f.key][j], f)
+            if len({len(v) for v in steps.values()}) > 1:
+                raise ValueError("step fields of different lengths")
+            yield steps, meta
 
     def episodes(self, split_spec: str = "train", keys: Iterable[str] | None = None) -> Iterator[RawEpisode]:
+        """Every episode of a split spec; a record that does not match features.json raises RLDSError."""
         for shard in self.plan(split_spec):
-            yield from self.read(shard, keys)
+            for item in self.read(shard, keys):
+                if isinstance(item, BadRecord):
+                    raise RLDSError(f"dataset '{self.name}': {item.file}: episode {item.episode_id}: {item.reason}")
+                yield item
 
 
 def _parse_dtype(tf, f: FieldInfo):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from pipeline.stages import RunContext, RunError, log, read_json, write_json
+from pipeline.stages import RunContext, RunError, StrictError, log, read_json, write_json
 
 STATISTICS_FILE = "dataset_statistics.json"
 
@@ -77,6 +77,9 @@ def run(ctx: RunContext) -> dict:
         why = f" ({len(lost)} problem(s), first: {lost[0]['reason']})" if lost else ""
         raise RunError(f"dataset '{empty[0]}': no usable episodes in split '{ctx.args.split}'{why}")
 
+    if ctx.args.strict and ctx.report.problems:
+        raise StrictError(f"--strict: {len(ctx.report.problems)} problem(s) in the input, first: "
+                          f"{ctx.report.first_problem_line()}")
     ordered = {name: stats[name] for name in ctx.mixture.weights}
     for name, s in ordered.items():
         ctx.report.episodes_read[name] = s["num_trajectories"]

@@ -24,6 +24,10 @@ class RunError(Exception):
     """Input the run cannot proceed with: one line, exit code 2, nothing partial written."""
 
 
+class StrictError(Exception):
+    """--strict and the input has problems: one line, exit code 1, report.json says what they are."""
+
+
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -153,17 +157,21 @@ def run_pipeline(args, beam_args) -> int:
 
     try:
         stats = stage_stats.run(ctx) if "stats" in stages else stage_stats.load(ctx)
-        grid = stage_grids.run(ctx, stats) if "grids" in stages else stage_grids.load(ctx)
+        grid = None
+        if "grids" in stages:
+            grid = stage_grids.run(ctx, stats)
+        elif "export" in stages:
+            grid = stage_grids.load(ctx)
         summary = stage_export.run(ctx, stats, grid, depth="depth" in stages) if "export" in stages else {}
     except RunError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except StrictError as e:
+        write_json(ctx.path("report.json"), ctx.report.to_dict())
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     write_json(ctx.path("report.json"), ctx.report.to_dict())
     print_summary(ctx, summary, time.time() - t0)
-    if args.strict and ctx.report.problems:
-        print(f"error: --strict: {len(ctx.report.problems)} problem(s), first: {ctx.report.first_problem_line()}",
-              file=sys.stderr)
-        return 1
     return 0
 
 
