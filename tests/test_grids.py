@@ -198,3 +198,32 @@ def test_configurable_counts_change_the_layout():
     assert (tok.rotation_offset, tok.gripper_offset, tok.vocab_size) == (64, 91, 93)
     t = tok.encode(np.array([[0, 0, 1, 1, 1, 1, 1]]))
     assert t.tolist() == [[0 * 16 + 4 * 2 + 1, 64 + 2 * 9 + 2 * 3 + 2, 92]]
+
+
+def reference_encode(grid, actions):
+    """The tokenizer's definition written plainly: arccos, atan2, searchsorted."""
+    a = np.clip(np.asarray(actions, np.float64), -1, 1)
+    theta, phi, r = to_spherical(a[:, :3])
+    b = {v: np.searchsorted(grid.edges[v][1:-1], x, side="right") for v, x in
+         (("theta", theta), ("phi", phi), ("r", r), ("roll", a[:, 3]), ("pitch", a[:, 4]), ("yaw", a[:, 5]))}
+    c = grid.counts
+    t0 = b["theta"] * c["phi"] * c["r"] + b["phi"] * c["r"] + b["r"]
+    t1 = grid.translation_tokens + b["roll"] * c["pitch"] * c["yaw"] + b["pitch"] * c["yaw"] + b["yaw"]
+    return np.column_stack([t0, t1, grid.translation_tokens + grid.rotation_tokens + (a[:, 6] >= 0.5)])
+
+
+@pytest.mark.parametrize("column", [0, 1, 2])
+def test_fast_encode_equals_the_plain_definition(column):
+    grid = grid_from_gaussians(published_gs_params(column))
+    rng = np.random.default_rng(column)
+    a = np.concatenate([rng.uniform(-1.2, 1.2, (200_000, 7)), np.clip(rng.normal(0, 0.3, (200_000, 7)), -1, 1)])
+    # values exactly on rotation edges and next to them
+    e = grid.edges["roll"][1:-1]
+    edge_rows = np.zeros((3 * len(e), 7))
+    edge_rows[:, 3] = np.concatenate([e, np.nextafter(e, -2), np.nextafter(e, 2)])
+    a = np.concatenate([a, edge_rows])
+    got, want = ActionTokenizer(grid).encode(a), reference_encode(grid, a)
+    mismatch = np.flatnonzero((got != want).any(axis=1))
+    # theta/phi are compared in cos / diamond-angle space: only rounding within an ulp of an edge may differ
+    assert len(mismatch) <= 2, a[mismatch]
+    np.testing.assert_array_equal(got[:, 1:], want[:, 1:])
