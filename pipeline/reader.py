@@ -146,33 +146,40 @@ class MixtureDataset(torch.utils.data.IterableDataset):
             return self.shards
         return [s for i, s in enumerate(self.shards) if i % slots == slot]
 
-    def indices(self):
-        """(shard, row) pairs in this slot's order, after the shuffle buffer; endless in stream mode."""
+    def events(self):
+        """(leaving, entering) per step of the shuffle buffer, as (shard, row) pairs or None: `entering`
+        went into the buffer, `leaving` came out of it (what the reader yields). Endless in stream mode.
+        Pure index arithmetic: replaying it to resume reads no data."""
         slot, slots = self._slot()
         rng = np.random.default_rng([self.seed, self.epoch, slot])
         shards = self._my_shards(slot, slots)
         by_dataset = {n: [s for s in shards if s.dataset == n and s.num_rows] for n in self.names}
-        names = [n for n in self.names if by_dataset[n]]
-        if not names:
-            return
-        queues = {n: self._rows(by_dataset[n], rng) for n in names}
-        live = list(names)
+        live = [n for n in self.names if by_dataset[n]]
+        queues = {n: self._rows(by_dataset[n], rng) for n in live}
         buffer: list = []
         while live:
             p = np.array([self.weights[n] for n in live])
-            n = live[int(rng.choice(len(live), p=p / p.sum()))]
-            item = next(queues[n], None)
-            if item is None:
-                live.remove(n)
-                continue
-            if len(buffer) < self.buffer:
-                buffer.append(item)
-                continue
-            j = int(rng.integers(len(buffer)))
-            buffer[j], item = item, buffer[j]
-            yield item
-        rng.shuffle(buffer)
-        yield from buffer
+            choices = rng.choice(len(live), size=1024, p=p / p.sum())  # drawn in blocks: cheaper than per step
+            swaps = rng.random(1024)
+            for c, u in zip(choices.tolist(), swaps.tolist()):
+                item = next(queues[live[c]], None)
+                if item is None:  # exhausted (epoch mode): draw again without it
+                    live.remove(live[c])
+                    break
+                if len(buffer) < self.buffer:
+                    buffer.append(item)
+                    yield None, item
+                    continue
+                j = int(u * len(buffer))
+                buffer[j], out = item, buffer[j]
+                yield out, item
+        order = rng.permutation(len(buffer))
+        for j in order.tolist():
+            yield buffer[j], None
+
+    def indices(self):
+        """(shard, row) in the order this slot yields them."""
+        return (out for out, _ in self.events() if out is not None)
 
     def _rows(self, shards: list[Shard], rng):
         """Rows of a dataset's shards, shards in a random order (every pass, endlessly in stream mode)."""
@@ -203,10 +210,6 @@ class MixtureDataset(torch.utils.data.IterableDataset):
     def _row(self, batches: _Batches, shard: Shard, row: int) -> dict:
         cols, i = batches.locate(shard.path, row)
         step = {k: v[i] for k, v in cols.items()}
-        if self.decode_images:
-            for key in ("image", "wrist_image"):
-                if key in step and step[key] is not None:
-                    step[key] = _decode_jpeg(step[key])
         if self.chunk:
             end = self._episode_end(batches, shard)[row]
             rows = [min(r, end - 1) for r in range(row, row + self.chunk)]
@@ -220,13 +223,29 @@ class MixtureDataset(torch.utils.data.IterableDataset):
             step["chunk_mask"] = np.arange(row, row + self.chunk) < end
         return step
 
+    def _finish(self, step: dict) -> dict:
+        """Work done as a row leaves the buffer, so the buffer holds encoded images only."""
+        if self.decode_images:
+            for key in ("image", "wrist_image"):
+                if step.get(key) is not None:
+                    step[key] = _decode_jpeg(step[key])
+        return step
+
     def __iter__(self):
-        batches = _Batches(capacity=max(8, 2 * self.buffer // 1024 + 2 * len(self.names) + 2))
-        stream = self.indices()
-        for _ in range(self.consumed):  # resume: replay the index stream, no data read
-            if next(stream, None) is None:
-                return
-        for shard, row in stream:
+        # rows are fetched as they enter the shuffle buffer (sequential reads) and held until they leave
+        sequential = _Batches(capacity=2 * len(self.names) + 2)
+        random_access = _Batches(capacity=8)  # rows that entered the buffer while a resume was replayed
+        held: dict = {}
+        to_skip = self.consumed
+        for leaving, entering in self.events():
+            if entering is not None and to_skip == 0:
+                held[(entering[0].path, entering[1])] = self._row(sequential, *entering)
+            if leaving is None:
+                continue
+            if to_skip:
+                to_skip -= 1
+                continue
             self.consumed += 1
-            yield self._row(batches, shard, row)
+            row = held.pop((leaving[0].path, leaving[1]), None)
+            yield self._finish(row if row is not None else self._row(random_access, *leaving))
         self.epoch, self.consumed = self.epoch + 1, 0
