@@ -12,6 +12,7 @@ import apache_beam as beam
 import numpy as np
 
 from pipeline.rlds import BadRecord, RLDSDataset, RLDSError, ShardSlice
+from transforms.episode import StandardEpisode
 from transforms.standardize import EpisodeError, required_keys, standardize
 
 BAD = "bad"
@@ -116,4 +117,5 @@ class ReadStandardEpisodes(beam.PTransform):
         return (pbegin
                 | "ShardSlices" >> beam.Create(self.tasks)
                 | "Spread" >> beam.Reshuffle()
-                | "ReadStandardize" >> beam.ParDo(self.fn).with_outputs(BAD, main="episodes"))
+                | "ReadStandardize" >> beam.ParDo(self.fn).with_output_types(StandardEpisode)
+                .with_outputs(BAD, main="episodes"))

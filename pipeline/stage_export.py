@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 
 from pipeline.stages import TOOL_VERSION, RunContext, log, read_json, sha256_of, write_json
 
@@ -28,7 +29,7 @@ def run(ctx: RunContext, stats: dict, grid, depth: bool) -> dict:
     import apache_beam as beam
     from apache_beam.io.filesystems import FileSystems
 
-    from beam_jobs.export import AssembleShardFn, EncodeEpisodeFn, WritePartsFn, read_part_indexes
+    from beam_jobs.export import AssembleShardFn, EncodedEpisode, EncodeEpisodeFn, WritePartsFn, read_part_indexes
     from beam_jobs.read import ReadStandardEpisodes, plan_reads
     from pipeline.shards import shard_schema
     from pipeline.stage_stats import _collect, write_lines
@@ -49,10 +50,12 @@ def run(ctx: RunContext, stats: dict, grid, depth: bool) -> dict:
     total = sum(t.shard.num_episodes for t in tasks) - len(done)
     log(f"export: encoding {total} episode(s) at {args.image_size}x{args.image_size}"
         + (f", with depth ({depth_info['model']})" if depth_info else ""))
+    t0 = time.perf_counter()
     with beam.Pipeline(options=ctx.pipeline_options()) as p:
         read = p | "Read" >> ReadStandardEpisodes(tasks, ctx.configs, images=True, skip=frozenset(done))
         encoded = read.episodes | "Encode" >> beam.ParDo(EncodeEpisodeFn(
-            stats, grid_json, args.image_size, args.normalization, depth_info is not None, total))
+            stats, grid_json, args.image_size, args.normalization, depth_info is not None, total)
+        ).with_output_types(EncodedEpisode)
         if depth_info:
             from beam_jobs.depth import EpisodeDepth
 
@@ -61,12 +64,14 @@ def run(ctx: RunContext, stats: dict, grid, depth: bool) -> dict:
         write_lines(read.bad, FileSystems.join(work, "problems.jsonl"), "Problems")
     ctx.report.add_problems(_collect(FileSystems.join(work, "problems.jsonl")))
 
+    t1 = time.perf_counter()
     jobs = plan_final_shards(ctx, read_part_indexes(work))
     with beam.Pipeline(options=ctx.pipeline_options()) as p:
         written = (p | "Shards" >> beam.Create(jobs) | "Spread" >> beam.Reshuffle()
                    | "Assemble" >> beam.ParDo(AssembleShardFn()))
         write_lines(written, FileSystems.join(work, "shards.jsonl"), "Written")
     shards = sorted(_collect(FileSystems.join(work, "shards.jsonl")), key=lambda s: s["path"])
+    log(f"export: episodes encoded in {t1 - t0:.1f}s, {len(shards)} shard(s) assembled in {time.perf_counter() - t1:.1f}s")
     remove_stale_shards(ctx, {j.path for j in jobs})
 
     manifest = build_manifest(ctx, stats, grid, shards, depth_info)
