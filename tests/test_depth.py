@@ -15,22 +15,9 @@ from pipeline.ego3d import backproject, pool_to_patches, scale_intrinsics
 
 @pytest.fixture(scope="module")
 def tiny_zoedepth(tmp_path_factory):
-    import torch
-    from transformers import BeitConfig, ZoeDepthConfig, ZoeDepthForDepthEstimation, ZoeDepthImageProcessor
+    from bench.depth import build_random_zoedepth
 
-    backbone = BeitConfig(image_size=64, patch_size=16, num_hidden_layers=4, hidden_size=32, num_attention_heads=2,
-                          intermediate_size=64, out_indices=[1, 2, 3, 4], use_relative_position_bias=True,
-                          reshape_hidden_states=False, out_features=["stage1", "stage2", "stage3", "stage4"])
-    config = ZoeDepthConfig(backbone_config=backbone, neck_hidden_sizes=[16, 32, 32, 32], fusion_hidden_size=16,
-                            bin_embedding_dim=16, num_attractors=[4, 4, 4, 4], num_relative_features=8,
-                            bottleneck_features=16, num_patch_transformer_layers=1, patch_transformer_hidden_size=16,
-                            patch_transformer_intermediate_size=32, patch_transformer_num_attention_heads=2,
-                            bin_configurations=[{"n_bins": 8, "min_depth": 0.001, "max_depth": 10.0, "name": "nyu"}])
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("tiny_zoedepth")
-    ZoeDepthForDepthEstimation(config).save_pretrained(path)
-    ZoeDepthImageProcessor(size={"height": 64, "width": 64}, keep_aspect_ratio=True, ensure_multiple_of=32).save_pretrained(path)
-    return path
+    return build_random_zoedepth(tmp_path_factory.mktemp("tiny_zoedepth"), tiny=True)
 
 
 def frames(n, h=40, w=48, seed=0):
