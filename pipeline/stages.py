@@ -130,10 +130,11 @@ def make_context(args, beam_args) -> RunContext:
     out = args.out or os.path.join("output", mixture.name)
     check_out_dir(out)
     if args.data_dir is None:
-        from pipeline.sample import ensure_corpus
+        from pipeline.sample import default_corpus_dir, ensure_corpus
 
+        log(f"No --data-dir given: running on the built-in sample corpus at {default_corpus_dir()} "
+            f"(synthetic data, not for training)")
         data_dir = str(ensure_corpus())
-        log(f"No --data-dir given: running on the built-in sample corpus at {data_dir} (synthetic data, not for training)")
     else:
         data_dir = args.data_dir
         log(f"Reading RLDS data from {data_dir}")
