@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import apache_beam as beam
 
+from beam_jobs.combine import MergingCombineFn
 from transforms.statistics import DatasetStatistics
 
 
-class DatasetStatsFn(beam.CombineFn):
+class DatasetStatsFn(MergingCombineFn):
     def create_accumulator(self):
         return DatasetStatistics()
 
@@ -14,13 +15,6 @@ class DatasetStatsFn(beam.CombineFn):
         action, proprio = columns
         acc.add_episode(action, proprio)
         return acc
-
-    def merge_accumulators(self, accs):
-        accs = iter(accs)
-        first = next(accs)
-        for a in accs:
-            first.merge(a)
-        return first
 
     def compact(self, acc):
         acc.action.flush()

@@ -52,7 +52,7 @@ def run(ctx: RunContext, stats: dict):
     import apache_beam as beam
 
     from beam_jobs.read import ReadStandardEpisodes, plan_reads
-    from grids.beam_fit import GridFitFn
+    from beam_jobs.grid_fit import GridFitFn
     from grids.grid import empirical_grid, grid_from_gaussians, uniform_grid
     from grids.metrics import grid_metrics
     from pipeline.mixing import effective_weights

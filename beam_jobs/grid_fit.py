@@ -1,12 +1,11 @@
 """The grid fit's Beam combine: normalized actions of the whole mixture -> one FitAccumulator."""
 from __future__ import annotations
 
-import apache_beam as beam
-
+from beam_jobs.combine import MergingCombineFn
 from grids.fit import FitAccumulator
 
 
-class GridFitFn(beam.CombineFn):
+class GridFitFn(MergingCombineFn):
     """Input: (episode_id, normalized actions [T, 7], weight per step)."""
 
     def create_accumulator(self):
@@ -15,13 +14,6 @@ class GridFitFn(beam.CombineFn):
     def add_input(self, acc, item):
         episode_id, actions, step_weight = item
         return acc.add(actions, step_weight, episode_id)
-
-    def merge_accumulators(self, accs):
-        accs = iter(accs)
-        first = next(accs)
-        for a in accs:
-            first.merge(a)
-        return first
 
     def extract_output(self, acc):
         return acc
