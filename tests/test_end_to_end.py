@@ -113,6 +113,12 @@ def test_every_dataset_end_to_end_on_the_sample_corpus(sample_corpus, tmp_path):
         np.testing.assert_array_equal(raw, np.concatenate([e.action for e in episodes]))
         np.testing.assert_array_equal(np.stack(table.column("action").to_numpy(zero_copy_only=False)),
                                       normalize(raw, stats[name]["action"]))
+        a, s = raw.astype(np.float64), stats[name]["action"]  # statistics against numpy on the same steps
+        np.testing.assert_allclose(s["mean"], a.mean(0), rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(s["std"], a.std(0), rtol=1e-4, atol=1e-7)
+        np.testing.assert_array_equal(s["min"], a.min(0))
+        for key, q in (("q01", 0.01), ("q99", 0.99)):
+            assert np.all(np.abs(np.array(s[key]) - np.quantile(a, q, axis=0)) <= 1e-3 * np.ptp(a, axis=0) + 1e-12), name
         assert ("wrist_image" in table.column_names) == manifest["datasets"][name]["has_wrist_image"]
     w = manifest["weights"]
     n = {k: manifest["datasets"][k]["num_transitions"] for k in w}
