@@ -48,7 +48,9 @@ class EncodeEpisodeFn(beam.DoFn):
     """StandardEpisode -> EncodedEpisode: normalized action, tokens, images at the export size."""
 
     def __init__(self, stats: dict, grid_json: dict, image_size: int, normalization: str, keep_pixels: bool,
-                 total_episodes: int = 0):
+                 total_episodes: int = 0, text_tokenizer=None, action_token_base: int = 0):
+        self.text_tokenizer = text_tokenizer  # a Hugging Face tokenizer (pickled with the DoFn), or None
+        self.action_token_base = action_token_base
         self.stats = stats
         self.grid_json = grid_json
         self.image_size = image_size
@@ -86,6 +88,10 @@ class EncodeEpisodeFn(beam.DoFn):
         }
         if ep.wrist_image is not None:
             columns["wrist_image"] = imgs.prepare_frames(ep.wrist_image, self.image_size)[0]
+        if self.text_tokenizer is not None:
+            ids = self.text_tokenizer(ep.instruction, add_special_tokens=False)["input_ids"]
+            columns["input_ids"] = [ids] * t
+            columns["action_input_ids"] = tokens + self.action_token_base
         self.steps.inc(t)
         self.progress.update(1, t)
         yield EncodedEpisode(ep.dataset, ep.episode_id, columns, pixels)
@@ -100,7 +106,7 @@ def episode_table(e: EncodedEpisode, schema: pa.Schema) -> pa.Table:
             flat = np.ascontiguousarray(value, dtype=dtype).reshape(-1)
             arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(flat, f.type.value_type), f.type.list_size))
         else:
-            arrays.append(pa.array(value, f.type))
+            arrays.append(pa.array(value, f.type))  # input_ids: a list of ids per step
     return pa.Table.from_arrays(arrays, schema=schema)
 
 

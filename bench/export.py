@@ -11,7 +11,6 @@ scheduling leaves its thread idle part of the wall time, which a throughput per 
 from __future__ import annotations
 
 import argparse
-import os
 
 from bench.common import DATASETS, ensure, measure
 

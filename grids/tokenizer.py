@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from grids.grid import RANGES, ROTATION, TRANSLATION, ActionGrid
-from grids.spherical import to_cartesian, to_spherical
+from grids.spherical import to_cartesian
 
 
 BLOCK = 1 << 16  # rows per block: the temporaries stay in cache

@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard-mb", type=float, default=256, help="target size of an output shard, MB")
     p.add_argument("--normalization", choices=("bounds_q99", "bounds", "normal"), default="bounds_q99",
                    help="action normalization mode")
+    p.add_argument("--text-tokenizer", help="a Hugging Face tokenizer directory: adds input_ids of the instruction "
+                                            "and <ACTION00000>... tokens for the action tokens, as SpatialVLA does")
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice (same seed: same bytes)")
     p.add_argument("--strict", action="store_true", help="any dropped episode or corrupt input fails the run")
     p.add_argument("--dry-run", action="store_true", help="print the resolved plan as JSON and exit")

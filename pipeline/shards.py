@@ -19,7 +19,7 @@ class ManifestError(ValueError):
     """A manifest whose shards are missing or changed; the message names the shard."""
 
 
-def shard_schema(with_wrist: bool = False, with_depth: bool = False) -> pa.Schema:
+def shard_schema(with_wrist: bool = False, with_depth: bool = False, with_text: bool = False) -> pa.Schema:
     fields = [
         pa.field("dataset", pa.string()),
         pa.field("episode_id", pa.string()),
@@ -38,6 +38,9 @@ def shard_schema(with_wrist: bool = False, with_depth: bool = False) -> pa.Schem
     ]
     if with_depth:
         fields.append(pa.field("depth", pa.binary()))  # 16-bit PNG, millimetres
+    if with_text:
+        fields.append(pa.field("input_ids", pa.list_(pa.int32())))  # the instruction, by --text-tokenizer
+        fields.append(pa.field("action_input_ids", pa.list_(pa.int32(), 3)))  # <ACTIONnnnnn> ids of action_tokens
     return pa.schema(fields)
 
 

@@ -5,7 +5,7 @@ import os
 import re
 import time
 
-from pipeline.stages import TOOL_VERSION, RunContext, log, read_json, sha256_of, write_json
+from pipeline.stages import TOOL_VERSION, RunContext, RunError, log, sha256_of, write_json
 
 SHARD_TARGET_BYTES = 256 << 20
 
@@ -37,14 +37,25 @@ def run(ctx: RunContext, stats: dict, grid, depth: bool) -> dict:
     args = ctx.args
     depth_info = _depth_setup(ctx, depth)
     grid_json = grid.to_json()
+    text, text_info = None, None
+    if getattr(args, "text_tokenizer", None):
+        from pipeline.text import load_with_action_tokens
+
+        try:
+            text, first = load_with_action_tokens(args.text_tokenizer, grid.total_tokens)
+        except ValueError as e:
+            raise RunError(str(e)) from None
+        text.save_pretrained(ctx.path("tokenizer"))  # the trainer's tokenizer, action tokens included
+        text_info = {"path": "tokenizer", "source": args.text_tokenizer, "action_token_first_id": first,
+                     "action_tokens": grid.total_tokens, "vocab_size": len(text)}
     run_key = sha256_of([TOOL_VERSION, stats, grid_json, args.image_size, args.normalization, depth_info,
-                         args.split, args.max_episodes, args.seed])[:16]
+                         args.split, args.max_episodes, args.seed, text_info])[:16]
     work = ctx.path(".work", "export", run_key)
     done = {e["episode_id"] for p in read_part_indexes(work) for e in p["episodes"]}
     if done:
         log(f"export: resuming an interrupted run: {len(done)} episode(s) already encoded are reused")
 
-    schemas = {name: shard_schema(with_wrist=cfg.wrist_image is not None, with_depth=depth_info is not None)
+    schemas = {name: shard_schema(cfg.wrist_image is not None, depth_info is not None, text is not None)
                .serialize().to_pybytes() for name, cfg in ctx.configs.items()}
     tasks = plan_reads(ctx.datasets, args.split, args.max_episodes)
     total = sum(t.shard.num_episodes for t in tasks) - len(done)
@@ -54,7 +65,8 @@ def run(ctx: RunContext, stats: dict, grid, depth: bool) -> dict:
     with beam.Pipeline(options=ctx.pipeline_options()) as p:
         read = p | "Read" >> ReadStandardEpisodes(tasks, ctx.configs, images=True, skip=frozenset(done))
         encoded = read.episodes | "Encode" >> beam.ParDo(EncodeEpisodeFn(
-            stats, grid_json, args.image_size, args.normalization, depth_info is not None, total)
+            stats, grid_json, args.image_size, args.normalization, depth_info is not None, total,
+            text, text_info["action_token_first_id"] if text_info else 0)
         ).with_output_types(EncodedEpisode)
         if depth_info:
             from beam_jobs.depth import EpisodeDepth
@@ -75,12 +87,13 @@ def run(ctx: RunContext, stats: dict, grid, depth: bool) -> dict:
     remove_stale_shards(ctx, {j.path for j in jobs})
 
     manifest = build_manifest(ctx, stats, grid, shards, depth_info)
+    manifest["text_tokenizer"] = text_info
     write_json(ctx.path("manifest.json"), manifest)
     FileSystems.delete([ctx.path(".work")])  # parts are only needed to resume this export
     return {"shards": len(shards), "bytes": sum(s["bytes"] for s in shards)}
 
 
-def plan_final_shards(ctx: RunContext, parts: list[dict]) -> list[ShardJob]:
+def plan_final_shards(ctx: RunContext, parts: list[dict]) -> list:
     from beam_jobs.export import ShardJob, episode_order
     from pipeline.shards import plan_shards, shard_name
 
@@ -144,8 +157,9 @@ def build_manifest(ctx: RunContext, stats: dict, grid, shards: list[dict], depth
             "shards": [{"path": os.path.relpath(s["path"], ctx.out) if "://" not in s["path"] else s["path"],
                         **{k: s[k] for k in ("num_rows", "num_episodes", "sha256", "bytes")}} for s in own],
         }
+    text = bool(getattr(ctx.args, "text_tokenizer", None))
     schema_names = sorted({f.name for cfg in ctx.configs.values()
-                           for f in shard_schema(cfg.wrist_image is not None, depth_info is not None)})
+                           for f in shard_schema(cfg.wrist_image is not None, depth_info is not None, text)})
     return {
         "format_version": FORMAT_VERSION,
         "tool_version": TOOL_VERSION,

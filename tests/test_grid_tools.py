@@ -1,5 +1,4 @@
 """grids.inspect, grids.rediscretize and pipeline.export on a real (Bridge) export."""
-import json
 import shutil
 
 import numpy as np

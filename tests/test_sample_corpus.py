@@ -2,7 +2,6 @@
 import hashlib
 
 import numpy as np
-import pytest
 
 from pipeline.rlds import open_dataset
 from pipeline.sample import generate, load_yaml, SCHEMAS_FILE, parse_spec

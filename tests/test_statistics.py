@@ -1,6 +1,4 @@
 """Streaming statistics against numpy on the concatenated data."""
-import itertools
-
 import apache_beam as beam
 import numpy as np
 import pytest
