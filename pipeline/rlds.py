@@ -1,10 +1,11 @@
 """Stream RLDS episodes (TFDS TFRecord shards) as numpy columns, one episode at a time.
 
 Shards are found from the dataset's `dataset_info.json`; the per-step layout comes from
-its `features.json` through TFDS's own feature classes. Only the requested keys are
-parsed, and nothing is ever decoded here: image features stay encoded bytes, so a stage
-that asks for action fields alone never touches an image. Paths go through TensorFlow's
-gfile, so `gs://` roots work like local ones.
+its `features.json` through TFDS's own feature classes, and split slices through TFDS's
+ReadInstruction. Records are read from the TFRecord container directly (checksums verified)
+and only the requested keys are converted; nothing is ever decoded here: image features
+stay encoded bytes, so a stage that asks for action fields alone never touches an image.
+Remote paths go through TensorFlow's gfile, so `gs://` roots work like local ones.
 """
 from __future__ import annotations
 
@@ -18,8 +19,6 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from transforms.episode import RawEpisode
-
-PARSE_BATCH = 32  # records parsed per tf.io.parse_example call
 
 
 class RLDSError(Exception):
@@ -222,63 +221,27 @@ class RLDSDataset:
         return out
 
     def read(self, shard: ShardSlice, keys: Iterable[str] | None = None) -> Iterator[RawEpisode | BadRecord]:
-        """Episodes of one shard slice, with only `keys` parsed (all keys when None).
+        """Episodes of one shard slice, with only `keys` converted (all keys when None).
 
         A record that does not match features.json comes out as a BadRecord and the slice goes on;
         a corrupt or truncated file raises RLDSError after the episodes before the damage."""
-        tf = _tf()
         wanted = self.resolve_keys(keys)
-        spec = {f.serialized_key: tf.io.RaggedFeature(_parse_dtype(tf, f)) for f in wanted.values()}
         if not _exists(shard.path):
             raise RLDSError(f"dataset '{self.name}': shard {shard.path} listed in dataset_info.json is missing")
         fname = os.path.basename(shard.path)
         index = shard.start
-
-        def episodes_of(batch_size: int):
-            nonlocal index
-            records = tf.data.TFRecordDataset(shard.path).skip(index).take(shard.stop - index).batch(batch_size)
-            for batch in records:
-                for item in self._parse(batch, spec, wanted):
-                    episode_id = f"{fname}#{index}"
-                    index += 1
-                    if isinstance(item, str):
-                        yield BadRecord(self.name, episode_id, shard.path, f"does not match features.json ({item})")
-                    else:
-                        yield RawEpisode(self.name, episode_id, shard.path, *item)
-
         try:
-            yield from episodes_of(PARSE_BATCH)
-        except tf.errors.DataLossError:
-            try:  # re-read the damaged stretch record by record: keep every episode before the damage
-                yield from episodes_of(1)
-            except tf.errors.DataLossError as e:
-                what = re.search(r"(corrupted|truncated) record at \d+", e.message)
-                raise RLDSError(f"dataset '{self.name}': {shard.path}: corrupt TFRecord after episode {index} "
-                                f"({what.group(0) if what else e.message.splitlines()[0][:120]})") from None
-
-    def _parse(self, batch, spec, wanted):
-        """Parsed (steps, metadata) per record of a batch; a record that cannot be parsed: its error text."""
-        tf = _tf()
-        try:
-            return list(self._columns(tf.io.parse_example(batch, spec) if spec else None, wanted, int(batch.shape[0])))
-        except (tf.errors.InvalidArgumentError, ValueError):
-            if int(batch.shape[0]) == 1:
+            for record in read_records(shard.path, shard.start, shard.stop):
+                episode_id = f"{fname}#{index}"
+                index += 1
                 try:
-                    return list(self._columns(tf.io.parse_example(batch, spec), wanted, 1))
-                except (tf.errors.InvalidArgumentError, ValueError) as e:
-                    text = e.message if hasattr(e, "message") else str(e)
-                    return [text.splitlines()[0][:200]]
-            return [r for j in range(int(batch.shape[0])) for r in self._parse(batch[j:j + 1], spec, wanted)]
-
-    def _columns(self, parsed, wanted, n):
-        columns = {f.key: _split_ragged(parsed[f.serialized_key]) for f in wanted.values()} if parsed else {}
-        for j in range(n):
-            steps, meta = {}, {}
-            for f in wanted.values():
-                (steps if f.per_step else meta)[f.key] = _to_numpy(columns[f.key][j], f)
-            if len({len(v) for v in steps.values()}) > 1:
-                raise ValueError("step fields of different lengths")
-            yield steps, meta
+                    steps, meta = _episode_columns(record, wanted)
+                except ValueError as e:
+                    yield BadRecord(self.name, episode_id, shard.path, f"does not match features.json ({e})")
+                    continue
+                yield RawEpisode(self.name, episode_id, shard.path, steps, meta)
+        except CorruptRecord as e:
+            raise RLDSError(f"dataset '{self.name}': {shard.path}: corrupt TFRecord after episode {index} ({e})") from None
 
     def episodes(self, split_spec: str = "train", keys: Iterable[str] | None = None) -> Iterator[RawEpisode]:
         """Every episode of a split spec; a record that does not match features.json raises RLDSError."""
@@ -289,19 +252,78 @@ class RLDSDataset:
                 yield item
 
 
-def _parse_dtype(tf, f: FieldInfo):
-    dt = np.dtype(f.dtype)
-    if dt == object:
-        return tf.string
-    if dt.kind == "f":
-        return tf.float32  # TFDS stores every float tensor as a float_list
-    return tf.int64  # ints and bools are int64_list
+class CorruptRecord(Exception):
+    """A TFRecord whose framing or checksums are wrong."""
 
 
-def _split_ragged(rt) -> list[np.ndarray]:
-    values = rt.flat_values.numpy()
-    splits = rt.row_splits.numpy()
-    return [values[splits[i]:splits[i + 1]] for i in range(len(splits) - 1)]
+def _masked_crc(data: bytes) -> int:
+    import google_crc32c
+
+    crc = google_crc32c.value(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def _open_binary(path: str):
+    return open(path, "rb") if "://" not in path else _tf().io.gfile.GFile(path, "rb")
+
+
+def read_records(path: str, start: int = 0, stop: int | None = None) -> Iterator[bytes]:
+    """Records [start, stop) of a TFRecord file: length (8 bytes), its masked CRC32C (4), data, the
+    data's masked CRC32C (4). Both checksums are verified (TensorFlow's reader does the same);
+    records before `start` are skipped by their length without reading their data."""
+    with _open_binary(path) as f:
+        i = 0
+        while stop is None or i < stop:
+            offset = f.tell()
+            head = f.read(12)
+            if not head:
+                return
+            if len(head) < 12:
+                raise CorruptRecord(f"truncated record at {offset}")
+            length = int.from_bytes(head[:8], "little")
+            if _masked_crc(head[:8]) != int.from_bytes(head[8:], "little"):
+                raise CorruptRecord(f"corrupted record at {offset} (length checksum)")
+            if i < start:
+                f.seek(length + 4, 1)
+                i += 1
+                continue
+            data, tail = f.read(length), f.read(4)
+            if len(data) < length or len(tail) < 4:
+                raise CorruptRecord(f"truncated record at {offset}")
+            if _masked_crc(data) != int.from_bytes(tail, "little"):
+                raise CorruptRecord(f"corrupted record at {offset} (data checksum)")
+            i += 1
+            yield data
+
+
+def _episode_columns(record: bytes, wanted: dict) -> tuple[dict, dict]:
+    """(steps, metadata) of one serialized tf.train.Example, only the wanted fields converted."""
+    from google.protobuf.message import DecodeError
+    from tensorflow.core.example import example_pb2
+
+    try:
+        feature = example_pb2.Example.FromString(record).features.feature
+    except DecodeError as e:
+        raise ValueError(f"not a tf.train.Example: {e}") from None
+    steps, meta = {}, {}
+    for f in wanted.values():
+        if f.serialized_key not in feature:
+            raise ValueError(f"no feature '{f.serialized_key}'")
+        value = feature[f.serialized_key]
+        dt = np.dtype(f.dtype)
+        if dt == object:
+            flat = np.array(list(value.bytes_list.value), dtype=object)
+        elif dt.kind == "f":
+            flat = np.array(value.float_list.value, dtype=np.float32)  # TFDS stores every float as a float_list
+        else:
+            flat = np.array(value.int64_list.value, dtype=np.int64)
+        try:
+            (steps if f.per_step else meta)[f.key] = _to_numpy(flat, f)
+        except ValueError:
+            raise ValueError(f"'{f.key}' has {flat.size} values, not a whole number of steps of shape {f.shape}") from None
+    if len({len(v) for v in steps.values()}) > 1:
+        raise ValueError("step fields of different lengths")
+    return steps, meta
 
 
 def _to_numpy(flat: np.ndarray, f: FieldInfo) -> np.ndarray:
