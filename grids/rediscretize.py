@@ -2,6 +2,8 @@
 
     python -m grids.rediscretize --base BASE.json --data OUT_OR_NPY --out NEW.json [--fit gaussian|empirical]
                                  [--map MAP.npz] [--retokenize OUT]
+    python -m grids.rediscretize --base BASE.json --data-dir RLDS_ROOT (--mixture robot.yaml | --datasets NAME=1)
+                                 --out NEW.json
 
 Fits a new grid on the new robot's normalized actions with the base grid's bin counts; writes
 an embedding-adaptation map (scipy sparse CSR, [new tokens, old tokens]): each new bin's centre
@@ -92,11 +94,49 @@ def fit_like(base: ActionGrid, actions: np.ndarray, weights: np.ndarray, fit: st
     return grid_from_gaussians(acc.gs_params(), counts, provenance=provenance)
 
 
+def actions_from_rlds(args) -> tuple[np.ndarray, np.ndarray]:
+    """Normalized actions of RLDS datasets (a registry or custom entry), weighted as the trainer samples
+    them: the statistics stage of pipeline.run, then the action fields streamed (no image read)."""
+    import os
+
+    from manifests.registry import resolve_mixture
+    from pipeline.mixing import effective_weights
+    from pipeline.rlds import open_dataset
+    from pipeline.run import main as run_main
+    from pipeline.stages import read_json
+    from transforms.normalize import normalize
+    from transforms.standardize import EpisodeError, required_keys, standardize
+
+    work = args.work or os.path.splitext(args.out)[0] + "_work"
+    what = ["--mixture", args.mixture] if args.mixture else ["--datasets", args.datasets or ""]
+    if run_main([*what, "--data-dir", args.data_dir, "--out", work, "--stages", "stats"]) != 0:
+        raise ValueError("the statistics stage failed (see above)")
+    stats = read_json(os.path.join(work, "dataset_statistics.json"))
+    mixture = resolve_mixture(args.mixture, args.datasets)
+    eff = effective_weights(mixture.weights, {n: stats[n]["num_transitions"] for n in mixture.weights})
+    actions, weights = [], []
+    for name, cfg in mixture.datasets.items():
+        for raw in open_dataset(args.data_dir, cfg).episodes("train", keys=required_keys(cfg, instruction=False)):
+            try:
+                ep = standardize(raw, cfg)
+            except EpisodeError:
+                continue  # counted and reported by the statistics stage
+            if np.isfinite(ep.action).all():
+                actions.append(normalize(ep.action, stats[name]["action"]))
+                weights.append(np.full(ep.num_steps, eff[name] / stats[name]["num_transitions"]))
+    return np.concatenate(actions).astype(np.float64), np.concatenate(weights)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m grids.rediscretize", description=__doc__.split("\n\n")[0])
     p.add_argument("--base", required=True, help="the grid the model was trained with")
-    p.add_argument("--data", required=True, help="the new robot's data: an output directory of "
+    p.add_argument("--data", help="the new robot's data: an output directory of "
                    "`python -m pipeline.run --datasets my_robot=1 ...` or a .npy of normalized actions")
+    p.add_argument("--data-dir", help="or its RLDS data: a data root, with --mixture FILE (a custom dataset "
+                   "entry) or --datasets NAME=W (registry datasets)")
+    p.add_argument("--mixture", help="with --data-dir: a mixture name or file")
+    p.add_argument("--datasets", help="with --data-dir: NAME=WEIGHT[,...]")
+    p.add_argument("--work", help="with --data-dir: where the statistics go (default: beside --out)")
     p.add_argument("--out", required=True, help="where to write the new grid file")
     p.add_argument("--fit", choices=("gaussian", "empirical"), default="gaussian")
     p.add_argument("--map", help="where to write the embedding map (.npz, scipy sparse); default beside --out")
@@ -105,9 +145,15 @@ def main(argv: list[str] | None = None) -> int:
     from grids.data import load_actions
     from grids.metrics import grid_metrics
 
+    if (args.data is None) == (args.data_dir is None):
+        print("error: give --data (an output directory or .npy) or --data-dir with --mixture/--datasets", file=sys.stderr)
+        return 2
     try:
         base = ActionGrid.load(args.base)
-        actions, weights = load_actions(args.data)
+        if args.data:
+            actions, weights = load_actions(args.data)
+        else:
+            actions, weights = actions_from_rlds(args)
     except (GridFileError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

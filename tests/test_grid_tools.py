@@ -114,3 +114,16 @@ def test_export_reencodes_images_only(bridge_out, tmp_path):
     intr = m_after["datasets"]["bridge_orig"]["intrinsics"]
     assert intr["width"] == 24 and intr["fx"] == pytest.approx(m_before["datasets"]["bridge_orig"]["intrinsics"]["fx"] / 2)
     assert export.main([str(out_dir)]) == 2
+
+
+def test_rediscretize_from_rlds_through_the_registry(bridge_root, bridge_out, tmp_path):
+    out = tmp_path / "robot.json"
+    assert rediscretize.main(["--base", str(bridge_out / "grids" / "bridge.json"), "--data-dir", str(bridge_root),
+                              "--datasets", "bridge_orig=1", "--out", str(out)]) == 0
+    new = ActionGrid.load(str(out))
+    # the same data as the base grid's: the refit recovers the base's Gaussians
+    base = ActionGrid.load(str(bridge_out / "grids" / "bridge.json"))
+    for v in ("theta", "phi", "r", "roll"):
+        assert new.gs_params[v]["mu"] == pytest.approx(base.gs_params[v]["mu"], abs=1e-6)
+    assert (tmp_path / "robot_work" / "dataset_statistics.json").exists()
+    assert rediscretize.main(["--base", str(bridge_out / "grids" / "bridge.json"), "--out", str(out)]) == 2
