@@ -76,10 +76,12 @@ def rewrite(out_dir: str, grid=None, image_size: int | None = None, beam_args: l
                 raise ManifestError(f"shard {path} was not written")
             s.update(path=path, sha256=file_sha256(full), bytes=os.path.getsize(full))
         if image_size:
-            scale = image_size / new["image_size"]
+            from pipeline.ego3d import scale_intrinsics
+
             intr = ds["intrinsics"]
-            ds["intrinsics"] = {**intr, "fx": intr["fx"] * scale, "fy": intr["fy"] * scale,
-                                "cx": (intr["cx"] + 0.5) * scale - 0.5, "cy": (intr["cy"] + 0.5) * scale - 0.5,
+            scaled = scale_intrinsics(intr["fx"], intr["fy"], intr["cx"], intr["cy"], (intr["width"], intr["height"]),
+                                      (image_size, image_size))
+            ds["intrinsics"] = {**intr, **dict(zip(("fx", "fy", "cx", "cy"), scaled)),
                                 "width": image_size, "height": image_size}
     if image_size:
         new["image_size"] = image_size

@@ -174,9 +174,6 @@ class RLDSDataset:
             self._fields = fields
         return self._fields
 
-    def step_keys(self) -> list[str]:
-        return [k for k, f in self.fields.items() if f.per_step]
-
     # ------------------------------------------------------------ planning
 
     def plan(self, split_spec: str = "train") -> list[ShardSlice]:

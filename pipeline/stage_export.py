@@ -133,6 +133,7 @@ def split_label(split_spec: str) -> str:
 
 def build_manifest(ctx: RunContext, stats: dict, grid, shards: list[dict], depth_info: dict | None) -> dict:
     from pipeline.depth import DEPTH_FORMAT
+    from pipeline.ego3d import scale_intrinsics
     from pipeline.mixing import effective_weights
     from pipeline.shards import FORMAT_VERSION, shard_schema
     from pipeline.stage_grids import grid_path
@@ -150,10 +151,9 @@ def build_manifest(ctx: RunContext, stats: dict, grid, shards: list[dict], depth
             "has_wrist_image": cfg.wrist_image is not None,
             "control_hz": cfg.control_hz,
             # images are resized to size x size, so each axis scales on its own
-            "intrinsics": {"fx": intr.fx * size / intr.width, "fy": intr.fy * size / intr.height,
-                           "cx": (intr.cx + 0.5) * size / intr.width - 0.5,
-                           "cy": (intr.cy + 0.5) * size / intr.height - 0.5,
-                           "width": size, "height": size, "source": intr.source},
+            "intrinsics": dict(zip(("fx", "fy", "cx", "cy"), scale_intrinsics(
+                intr.fx, intr.fy, intr.cx, intr.cy, (intr.width, intr.height), (size, size))),
+                width=size, height=size, source=intr.source),
             "shards": [{"path": os.path.relpath(s["path"], ctx.out) if "://" not in s["path"] else s["path"],
                         **{k: s[k] for k in ("num_rows", "num_episodes", "sha256", "bytes")}} for s in own],
         }

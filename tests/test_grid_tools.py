@@ -9,7 +9,7 @@ from PIL import Image
 
 from grids import inspect, rediscretize
 from grids.grid import ActionGrid, grid_from_gaussians, uniform_grid
-from grids.rediscretize import embedding_map
+from grids.rediscretize import apply_embedding_map, embedding_map
 from grids.tokenizer import ActionTokenizer
 from pipeline import export
 from pipeline.run import main as run_main
@@ -98,6 +98,9 @@ def test_embedding_map_is_identity_for_the_same_grid_and_interpolates_by_hand():
     dense = embedding_map(old, new).toarray()
     np.testing.assert_allclose(dense[1:3, 1:3], [[1.0, 0.0], [0.25, 0.75]])
     np.testing.assert_allclose(dense[3:, 3:], np.eye(2))
+    old_embeddings = np.arange(5 * 4, dtype=float).reshape(5, 4)
+    np.testing.assert_allclose(apply_embedding_map(embedding_map(old, new), old_embeddings)[2],
+                               0.25 * old_embeddings[1] + 0.75 * old_embeddings[2])
 
 
 def test_export_reencodes_images_only(bridge_out, tmp_path):

@@ -25,10 +25,6 @@ QUANTILES = (0.01, 0.99)
 GRIPPER_MASK = [True] * 6 + [False]
 
 
-def episode_is_finite(action: np.ndarray) -> bool:
-    return bool(np.isfinite(action).all())
-
-
 class Accumulator:
     """Statistics of rows of a fixed dimension."""
 
