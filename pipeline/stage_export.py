@@ -5,7 +5,7 @@ import os
 import re
 import time
 
-from pipeline.stages import TOOL_VERSION, RunContext, RunError, log, sha256_of, write_json
+from pipeline.stages import TOOL_VERSION, RunContext, RunError, log, read_lines, sha256_of, write_json, write_lines
 
 SHARD_TARGET_BYTES = 256 << 20
 
@@ -32,7 +32,6 @@ def run(ctx: RunContext, stats: dict, grid, depth: bool) -> dict:
     from beam_jobs.export import AssembleShardFn, EncodedEpisode, EncodeEpisodeFn, WritePartsFn, read_part_indexes
     from beam_jobs.read import ReadStandardEpisodes, plan_reads
     from pipeline.shards import shard_schema
-    from pipeline.stage_stats import _collect, write_lines
 
     args = ctx.args
     depth_info = _depth_setup(ctx, depth)
@@ -74,7 +73,7 @@ def run(ctx: RunContext, stats: dict, grid, depth: bool) -> dict:
             encoded = encoded | "Depth" >> EpisodeDepth(args.depth_model, args.depth_backend)
         encoded | "WriteParts" >> beam.ParDo(WritePartsFn(work, schemas))
         write_lines(read.bad, FileSystems.join(work, "problems.jsonl"), "Problems")
-    ctx.report.add_problems(_collect(FileSystems.join(work, "problems.jsonl")))
+    ctx.report.add_problems(read_lines(FileSystems.join(work, "problems.jsonl")))
 
     t1 = time.perf_counter()
     jobs = plan_final_shards(ctx, read_part_indexes(work))
@@ -82,7 +81,7 @@ def run(ctx: RunContext, stats: dict, grid, depth: bool) -> dict:
         written = (p | "Shards" >> beam.Create(jobs) | "Spread" >> beam.Reshuffle()
                    | "Assemble" >> beam.ParDo(AssembleShardFn()))
         write_lines(written, FileSystems.join(work, "shards.jsonl"), "Written")
-    shards = sorted(_collect(FileSystems.join(work, "shards.jsonl")), key=lambda s: s["path"])
+    shards = sorted(read_lines(FileSystems.join(work, "shards.jsonl")), key=lambda s: s["path"])
     log(f"export: episodes encoded in {t1 - t0:.1f}s, {len(shards)} shard(s) assembled in {time.perf_counter() - t1:.1f}s")
     remove_stale_shards(ctx, {j.path for j in jobs})
 

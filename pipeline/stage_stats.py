@@ -3,27 +3,9 @@ from __future__ import annotations
 
 import json
 
-from pipeline.stages import RunContext, RunError, StrictError, log, read_json, write_json
+from pipeline.stages import RunContext, RunError, StrictError, log, read_json, read_lines, write_json, write_lines
 
 STATISTICS_FILE = "dataset_statistics.json"
-
-
-def _collect(path: str) -> list:
-    """JSON lines that a pipeline wrote with WriteToText, read back in the driver."""
-    from apache_beam.io.filesystems import FileSystems
-
-    if not FileSystems.exists(path):
-        return []
-    with FileSystems.open(path) as f:
-        return [json.loads(line) for line in f.read().decode().splitlines() if line.strip()]
-
-
-def write_lines(pcoll, path: str, label: str):
-    import apache_beam as beam
-
-    return (pcoll
-            | f"{label}ToJson" >> beam.Map(lambda x: json.dumps(x, sort_keys=True))
-            | f"{label}Write" >> beam.io.WriteToText(path, shard_name_template=""))
 
 
 def cache_key(ctx: RunContext, name: str) -> str:
@@ -65,9 +47,9 @@ def run(ctx: RunContext) -> dict:
             computed = read.episodes | "Statistics" >> ComputeStatistics()
             write_lines(computed, f"{work}/statistics.jsonl", "Stats")
             write_lines(read.bad, f"{work}/problems.jsonl", "Problems")
-        problems = _collect(f"{work}/problems.jsonl")
+        problems = read_lines(f"{work}/problems.jsonl")
         ctx.report.add_problems(problems)
-        for name, value in _collect(f"{work}/statistics.jsonl"):
+        for name, value in read_lines(f"{work}/statistics.jsonl"):
             stats[name] = value
             write_json(todo[name], {"statistics": value, "problems": [q for q in problems if q["dataset"] == name]})
 

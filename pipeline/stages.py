@@ -56,6 +56,24 @@ def read_json(path: str):
         return json.loads(f.read().decode())
 
 
+def read_lines(path: str) -> list:
+    """JSON lines that a pipeline wrote with WriteToText, read back in the driver."""
+    from apache_beam.io.filesystems import FileSystems
+
+    if not FileSystems.exists(path):
+        return []
+    with FileSystems.open(path) as f:
+        return [json.loads(line) for line in f.read().decode().splitlines() if line.strip()]
+
+
+def write_lines(pcoll, path: str, label: str):
+    import apache_beam as beam
+
+    return (pcoll
+            | f"{label}ToJson" >> beam.Map(lambda x: json.dumps(x, sort_keys=True))
+            | f"{label}Write" >> beam.io.WriteToText(path, shard_name_template=""))
+
+
 def sha256_of(obj) -> str:
     return hashlib.sha256(dumps(obj).encode()).hexdigest()
 
