@@ -17,7 +17,7 @@ def ensure(episodes: int) -> Path:
     out = BENCH_DIR / f"corpus-{'-'.join(DATASETS)[:40]}-{episodes}"
     marker = out / ".complete"
     if not marker.exists():
-        from pipeline.sample import generate
+        from sources.sample import generate
 
         generate(out, episodes=episodes, names=list(DATASETS), verbose=False)
         marker.write_text("ok")
@@ -40,7 +40,7 @@ def measure(code: str) -> dict:
            "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
     p = subprocess.run([sys.executable, "-c", wrapper, textwrap.dedent(code)], cwd=ROOT, env=env,
                        capture_output=True, text=True)
-    line = [l for l in p.stdout.splitlines() if l.startswith("BENCH ")]
+    line = [x for x in p.stdout.splitlines() if x.startswith("BENCH ")]
     if p.returncode or not line:
         raise RuntimeError(f"benchmark step failed:\n{p.stderr[-3000:]}")
     return json.loads(line[-1][6:])

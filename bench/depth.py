@@ -63,7 +63,8 @@ def timed(f, device, repeat):
 def main(argv=None) -> int:
     import torch
 
-    from pipeline.depth import DepthEstimator, depth_to_uint16_mm, encode_depth
+    from depth.codec import depth_to_uint16_mm, encode_depth
+    from depth.model import DepthEstimator
 
     p = argparse.ArgumentParser(prog="python -m bench.depth", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", help="a ZoeDepth checkpoint directory (default: random weights)")
@@ -89,11 +90,11 @@ def main(argv=None) -> int:
                 pixel_values = est.processor(images=list(frames), return_tensors="pt")["pixel_values"].to(device)
                 half = dtype == "fp16"
 
-                def forward():
+                def forward(pixel_values=pixel_values, half=half):
                     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.float16, enabled=half):
                         est.model(pixel_values=pixel_values)
 
-                def step():
+                def step(frames=frames, half=half):
                     depth = est.predict(frames) if half or device.type != "cuda" else _fp32_predict(est, frames)
                     [encode_depth(d) for d in depth_to_uint16_mm(depth)]
 
@@ -107,7 +108,7 @@ def _fp32_predict(est, frames):
     """predict() with autocast off, for the fp32 rows on CUDA."""
     import torch
 
-    from pipeline.depth import postprocess
+    from depth.model import postprocess
 
     inputs = est.processor(images=list(frames), return_tensors="pt")["pixel_values"].to(est.device)
     with torch.inference_mode():

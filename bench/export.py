@@ -17,16 +17,16 @@ from bench.common import DATASETS, ensure, measure
 LIMIT = '''
 import time
 from manifests.registry import load_registry
-from pipeline.images import prepare_frames
-from pipeline.rlds import open_dataset
-from transforms.standardize import required_keys, standardize
+from transforms.frames import prepare_frames
+from sources.episodes import dataset_episodes, is_problem
+from sources.rlds import open_dataset
 reg = load_registry()
 frames = []
 for name in {names}:
     cfg = reg.datasets[name]
-    for raw in open_dataset("{data}", cfg).episodes("train", keys=required_keys(cfg, images=True)):
-        ep = standardize(raw, cfg)
-        frames += [ep.image] + ([ep.wrist_image] if ep.wrist_image is not None else [])
+    for ep in dataset_episodes(open_dataset("{data}", cfg), cfg, "train", images=True):
+        if not is_problem(ep):
+            frames += [ep.image] + ([ep.wrist_image] if ep.wrist_image is not None else [])
 import os
 c0, t0 = os.times(), time.perf_counter()
 n = 0

@@ -19,7 +19,8 @@ import pyarrow as pa  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from bench.common import BENCH_DIR  # noqa: E402
-from pipeline.shards import file_sha256, shard_name, shard_schema, write_table  # noqa: E402
+from shards.schema import shard_name, shard_schema, write_table  # noqa: E402
+from storage.files import sha256_file  # noqa: E402
 
 
 def build(out, steps: int, size: int, datasets=("a", "b", "c")) -> list[bytes]:
@@ -48,7 +49,7 @@ def build(out, steps: int, size: int, datasets=("a", "b", "c")) -> list[bytes]:
             write_table(f, table)
         manifest["datasets"][d] = {"num_transitions": steps, "num_trajectories": -(-steps // 40), "shards": [
             {"path": os.path.relpath(path, out), "num_rows": steps, "num_episodes": -(-steps // 40),
-             "sha256": file_sha256(path), "bytes": os.path.getsize(path)}]}
+             "sha256": sha256_file(path), "bytes": os.path.getsize(path)}]}
     with open(os.path.join(out, "manifest.json"), "w") as f:
         json.dump(manifest, f)
     return jpegs
@@ -65,7 +66,7 @@ def rate(ds, n: int) -> float:
 
 
 def main(argv=None) -> int:
-    from pipeline.reader import MixtureDataset
+    from shards.reader import MixtureDataset
 
     p = argparse.ArgumentParser(prog="python -m bench.reader", description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=70_000, help="rows per dataset (3 datasets)")

@@ -31,8 +31,8 @@ result["seconds"] = time.perf_counter() - t0
 
 PASS = '''
 from manifests.registry import load_registry
-from pipeline.rlds import open_dataset
-from transforms.standardize import required_keys, standardize
+from sources.episodes import dataset_episodes, is_problem
+from sources.rlds import open_dataset
 from transforms.statistics import DatasetStatistics
 import time, tensorflow, tensorflow_datasets
 reg = load_registry()
@@ -41,9 +41,9 @@ steps = 0
 for name in {names}:
     cfg = reg.datasets[name]
     acc = DatasetStatistics()
-    for raw in open_dataset("{data}", cfg).episodes("train", keys=required_keys(cfg, proprio=True, instruction=False)):
-        ep = standardize(raw, cfg)
-        acc.add_episode(ep.action, ep.proprio)
+    for ep in dataset_episodes(open_dataset("{data}", cfg), cfg, "train", proprio=True):
+        if not is_problem(ep):
+            acc.add_episode(ep.action, ep.proprio)
     steps += acc.extract()["num_transitions"]
 result["steps"] = steps
 result["seconds"] = time.perf_counter() - t0
@@ -63,7 +63,7 @@ result["seconds"] = time.perf_counter() - t0
 BASELINE = '''
 import numpy as np, tensorflow_datasets as tfds
 from manifests.registry import load_registry
-from pipeline.rlds import open_dataset
+from sources.rlds import open_dataset
 from transforms.episode import RawEpisode
 from transforms.standardize import standardize
 import time, tensorflow

@@ -16,6 +16,7 @@ import numpy as np
 
 from grids.grid import RANGES, VARIABLES
 from grids.spherical import to_spherical
+from transforms.moments import merge_moments
 
 FINE = 16384
 SAMPLE = 100_000
@@ -28,16 +29,19 @@ def variables(actions: np.ndarray) -> np.ndarray:
     return np.column_stack([a[:, 0], a[:, 1], a[:, 2], theta, phi, r, a[:, 3], a[:, 4], a[:, 5]])
 
 
-def step_hashes(episode_id: str, n: int) -> np.ndarray:
-    seed = int.from_bytes(hashlib.sha256(episode_id.encode()).digest()[:8], "little")
-    x = (np.arange(n, dtype=np.uint64) + np.uint64(seed)) * np.uint64(0x9E3779B97F4A7C15)
+def step_hashes(episode_id: str, n: int, seed: int = 0) -> np.ndarray:
+    """A uniform, reproducible 64-bit hash per step of an episode; `seed` picks another sample."""
+    start = int.from_bytes(hashlib.sha256(episode_id.encode()).digest()[:8], "little")
+    start ^= (seed * 0x9E3779B97F4A7C15) % (1 << 64)
+    x = (np.arange(n, dtype=np.uint64) + np.uint64(start)) * np.uint64(0x9E3779B97F4A7C15)
     x ^= x >> np.uint64(31)  # splitmix-style finalizer: a uniform, reproducible hash per step
     x *= np.uint64(0xBF58476D1CE4E5B9)
     return x ^ (x >> np.uint64(29))
 
 
 class FitAccumulator:
-    def __init__(self):
+    def __init__(self, seed: int = 0):
+        self.seed = seed  # of the metrics sample
         self.weight = 0.0
         self.mean = np.zeros(len(VARIABLES))
         self.m2 = np.zeros(len(VARIABLES))
@@ -46,7 +50,7 @@ class FitAccumulator:
         self.sample_actions = np.zeros((0, 7), np.float32)
         self.sample_weight = np.zeros(0)
 
-    def add(self, actions: np.ndarray, step_weight: float, episode_id: str) -> "FitAccumulator":
+    def add(self, actions: np.ndarray, step_weight: float, episode_id: str) -> FitAccumulator:
         v = variables(actions)
         n = len(v)
         if n == 0 or step_weight <= 0:
@@ -58,15 +62,11 @@ class FitAccumulator:
             lo, hi = RANGES[name]
             cell = np.clip(((v[:, j] - lo) / (hi - lo) * FINE).astype(np.int64), 0, FINE - 1)
             self.hist[j] += np.bincount(cell, minlength=FINE) * step_weight
-        self._sample(step_hashes(episode_id, n), np.asarray(actions, np.float32), np.full(n, step_weight))
+        self._sample(step_hashes(episode_id, n, self.seed), np.asarray(actions, np.float32), np.full(n, step_weight))
         return self
 
     def _merge_moments(self, w, mean, m2):
-        total = self.weight + w
-        delta = mean - self.mean
-        self.mean = self.mean + delta * (w / total)
-        self.m2 = self.m2 + m2 + delta ** 2 * (self.weight * w / total)
-        self.weight = total
+        self.weight, self.mean, self.m2 = merge_moments(self.weight, self.mean, self.m2, w, mean, m2)
 
     def _sample(self, h, actions, weights):
         h = np.concatenate([self.sample_hash, h])
@@ -75,7 +75,7 @@ class FitAccumulator:
         keep = np.argsort(h, kind="stable")[:SAMPLE]
         self.sample_hash, self.sample_actions, self.sample_weight = h[keep], a[keep], w[keep]
 
-    def merge(self, other: "FitAccumulator") -> "FitAccumulator":
+    def merge(self, other: FitAccumulator) -> FitAccumulator:
         if other.weight > 0:
             self._merge_moments(other.weight, other.mean, other.m2)
             self.hist += other.hist

@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.stats import norm
 
+from storage import files
+from storage.jsonio import canonical
+
 TRANSLATION = ("theta", "phi", "r")
 ROTATION = ("roll", "pitch", "yaw")
 VARIABLES = ("x", "y", "z", *TRANSLATION, *ROTATION)
@@ -79,10 +82,10 @@ class ActionGrid:
         return out
 
     def dumps(self) -> str:
-        return json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n"
+        return canonical(self.to_json())
 
     @classmethod
-    def from_json(cls, doc: dict, source: str = "grid") -> "ActionGrid":
+    def from_json(cls, doc: dict, source: str = "grid") -> ActionGrid:
         try:
             nb = doc["num_bins"]
             counts = {**{v: int(nb["translation"][f"{v}_bins"]) for v in TRANSLATION},
@@ -103,12 +106,11 @@ class ActionGrid:
                    doc.get("provenance", {}), doc.get("metrics"))
 
     @classmethod
-    def load(cls, path: str) -> "ActionGrid":
+    def load(cls, path: str) -> ActionGrid:
         try:
-            with open(path) as f:
-                doc = json.load(f)
+            doc = json.loads(files.read_text(path))
         except OSError as e:
-            raise GridFileError(f"{path}: cannot read ({e.strerror})") from None
+            raise GridFileError(f"{path}: cannot read ({e.strerror or e})") from None
         except json.JSONDecodeError as e:
             raise GridFileError(f"{path}: not JSON ({e.msg} at line {e.lineno})") from None
         if not isinstance(doc, dict):

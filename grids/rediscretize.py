@@ -10,7 +10,7 @@ an embedding-adaptation map (scipy sparse CSR, [new tokens, old tokens]): each n
 is interpolated between the old grid's neighbouring bin centres, per axis (phi wraps around),
 so its embedding row starts as the weighted mix of old rows, the way SpatialVLA re-initializes
 its action-token embeddings; gripper tokens map to themselves. `--retokenize OUT` rewrites
-that export's action_tokens with the new grid (pipeline.export does the rewrite).
+that export's action_tokens with the new grid (shards.rewrite, as pipeline.export does).
 """
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from grids.grid import ROTATION, TRANSLATION, ActionGrid, GridFileError, empirical_grid, grid_from_gaussians
+from sources.rlds import RLDSError
+from storage import files
 
 PERIODIC = {"phi": 2 * np.pi}
 
@@ -96,34 +98,47 @@ def fit_like(base: ActionGrid, actions: np.ndarray, weights: np.ndarray, fit: st
 
 def actions_from_rlds(args) -> tuple[np.ndarray, np.ndarray]:
     """Normalized actions of RLDS datasets (a registry or custom entry), weighted as the trainer samples
-    them: the statistics stage of pipeline.run, then the action fields streamed (no image read)."""
+    them: each dataset's statistics (written to --work), then its action fields again, normalized.
+    Nothing but action fields is read; episodes that cannot be used are counted and said."""
     import os
 
     from manifests.registry import resolve_mixture
-    from pipeline.mixing import effective_weights
-    from pipeline.rlds import open_dataset
-    from pipeline.run import main as run_main
-    from pipeline.stages import read_json
+    from manifests.weights import effective_weights
+    from shards.manifest import STATISTICS_FILE
+    from sources.episodes import dataset_episodes, is_problem
+    from sources.rlds import open_dataset
+    from storage.jsonio import write_json
     from transforms.normalize import normalize
-    from transforms.standardize import EpisodeError, required_keys, standardize
+    from transforms.statistics import DatasetStatistics
 
-    work = args.work or os.path.splitext(args.out)[0] + "_work"
-    what = ["--mixture", args.mixture] if args.mixture else ["--datasets", args.datasets or ""]
-    if run_main([*what, "--data-dir", args.data_dir, "--out", work, "--stages", "stats"]) != 0:
-        raise ValueError("the statistics stage failed (see above)")
-    stats = read_json(os.path.join(work, "dataset_statistics.json"))
     mixture = resolve_mixture(args.mixture, args.datasets)
+    datasets = {name: open_dataset(args.data_dir, cfg) for name, cfg in mixture.datasets.items()}
+
+    def episodes(name, lost=None):
+        for item in dataset_episodes(datasets[name], mixture.datasets[name], "train"):
+            if not is_problem(item):
+                yield item
+            elif lost is not None:
+                lost[name] = lost.get(name, 0) + item["episodes_lost"]
+
+    stats, lost = {}, {}
+    for name in datasets:
+        acc = DatasetStatistics()
+        for ep in episodes(name, lost):
+            acc.add_episode(ep.action)
+        if acc.action.flush().n == 0:
+            raise ValueError(f"dataset '{name}': no usable episodes in {datasets[name].directory}")
+        stats[name] = acc.extract()
+    work = args.work or os.path.splitext(args.out)[0] + "_work"
+    write_json(files.join(work, STATISTICS_FILE), stats)
     eff = effective_weights(mixture.weights, {n: stats[n]["num_transitions"] for n in mixture.weights})
     actions, weights = [], []
-    for name, cfg in mixture.datasets.items():
-        for raw in open_dataset(args.data_dir, cfg).episodes("train", keys=required_keys(cfg, instruction=False)):
-            try:
-                ep = standardize(raw, cfg)
-            except EpisodeError:
-                continue  # counted and reported by the statistics stage
-            if np.isfinite(ep.action).all():
-                actions.append(normalize(ep.action, stats[name]["action"]))
-                weights.append(np.full(ep.num_steps, eff[name] / stats[name]["num_transitions"]))
+    for name in datasets:
+        for ep in episodes(name):
+            actions.append(normalize(ep.action, stats[name]["action"]))
+            weights.append(np.full(ep.num_steps, eff[name] / stats[name]["num_transitions"]))
+    if any(lost.values()):
+        print(f"note: episodes that could not be used (left out): {lost}", file=sys.stderr)
     return np.concatenate(actions).astype(np.float64), np.concatenate(weights)
 
 
@@ -154,24 +169,30 @@ def main(argv: list[str] | None = None) -> int:
             actions, weights = load_actions(args.data)
         else:
             actions, weights = actions_from_rlds(args)
-    except (GridFileError, ValueError, OSError) as e:
+    except (GridFileError, ValueError, OSError, RLDSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     new = fit_like(base, actions, weights, args.fit)
     new.metrics = grid_metrics(new, actions, weights)
-    with open(args.out, "w") as f:
-        f.write(new.dumps())
+    files.write_bytes(args.out, new.dumps().encode())
     map_path = args.map or args.out.rsplit(".json", 1)[0] + "_embedding_map.npz"
-    sp.save_npz(map_path, embedding_map(base, new))
+    with files.open_file(map_path, "wb") as f:
+        sp.save_npz(f, embedding_map(base, new))
     before = grid_metrics(base, actions, weights)["token_entropy"]
     print(f"new grid: {args.out} (token entropy on the new data {new.metrics['token_entropy']:.3f}, "
           f"base grid's {before:.3f}); embedding map: {map_path}")
     if args.retokenize:
-        from pipeline.export import rewrite
-        from pipeline.shards import ManifestError
+        from grids.tokenizer import ActionTokenizer
+        from shards.manifest import ManifestError, verify_manifest
+        from shards.rewrite import commit_rewrite, plan_rewrite, rewrite_shard
 
         try:
-            rewrite(args.retokenize, grid=new)
+            manifest = verify_manifest(args.retokenize)
+            jobs = plan_rewrite(args.retokenize, manifest, new.to_json(), None)
+            encode = ActionTokenizer(new).encode
+            for job in jobs:
+                rewrite_shard(job, encode)
+            commit_rewrite(args.retokenize, manifest, jobs, new.to_json(), None)
         except ManifestError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2

@@ -25,7 +25,6 @@ import numpy as np
 from grids.grid import RANGES, ROTATION, TRANSLATION, ActionGrid
 from grids.spherical import to_cartesian
 
-
 BLOCK = 1 << 16  # rows per block: the temporaries stay in cache
 
 

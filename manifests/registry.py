@@ -7,30 +7,21 @@ from __future__ import annotations
 
 import difflib
 import math
-from dataclasses import dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from manifests.vocabulary import GRIPPER_CONVENTIONS, INSTRUCTION_ENCODINGS, PROPRIO_ENCODINGS, ROTATION_FORMATS
+
 REGISTRY_DIR = Path(__file__).resolve().parent
 DATASETS_FILE = REGISTRY_DIR / "datasets.yaml"
 MIXTURES_FILE = REGISTRY_DIR / "mixtures.yaml"
 
-GRIPPER_CONVENTIONS = (
-    "continuous_open",  # continuous in [0, 1], 1 = open; in-between values take the next decisive one
-    "absolute_open",  # already absolute, 1 = open
-    "absolute_closed",  # absolute, 1 = closed: inverted
-    "signed_open",  # +1 open / -1 closed: clipped to [0, 1]
-    "signed_closed",  # +1 closed / -1 open: clipped to [0, 1], inverted
-    "relative",  # +1 close / -1 open commands, 0 = no change: integrated to absolute
-    "always_open",  # no gripper action stored; the gripper never closes
-    "always_closed",  # no gripper action stored; the gripper holds throughout
-)
-ROTATION_FORMATS = ("euler", "quaternion", "none")
-PROPRIO_ENCODINGS = ("none", "zlib_float32")
-INSTRUCTION_ENCODINGS = ("text", "unicode_codepoints")
 REQUIRED_DATASET_FIELDS = ("version", "control_hz", "images", "image_size", "instruction", "proprio", "action")
+OPTIONAL_DATASET_FIELDS = ("rlds_dirs", "intrinsics", "grid_fit_excluded")
+INTRINSICS_FIELDS = ("fx", "fy", "cx", "cy", "width", "height")
 
 
 class RegistryError(ValueError):
@@ -53,6 +44,52 @@ class Intrinsics:
 
 
 @dataclass(frozen=True)
+class Part:
+    """A step field, optionally a [start, stop) slice of its last dimension."""
+
+    key: str | None = None
+    slice: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class TranslationPart(Part):
+    pad_to: int | None = None  # zero-padded to this many dimensions (planar robots)
+
+
+@dataclass(frozen=True)
+class RotationPart(Part):
+    format: str = "euler"  # vocabulary.ROTATION_FORMATS
+
+
+@dataclass(frozen=True)
+class GripperPart(Part):
+    convention: str = ""  # vocabulary.GRIPPER_CONVENTIONS
+
+
+@dataclass(frozen=True)
+class ProprioPart(Part):
+    encoding: str = "none"  # vocabulary.PROPRIO_ENCODINGS
+    dims: int | None = None  # per step, for an encoded field
+
+
+@dataclass(frozen=True)
+class InstructionSpec:
+    key: str
+    encoding: str = "text"  # vocabulary.INSTRUCTION_ENCODINGS
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """How the 7-D action is composed from a dataset's step fields."""
+
+    translation: TranslationPart
+    rotation: RotationPart
+    gripper: GripperPart
+    drop_first_steps: int = 0  # steps removed before anything else
+    relabel_from_state: Part | None = None  # movement relabeled from reached states (Bridge)
+
+
+@dataclass(frozen=True)
 class DatasetConfig:
     name: str
     version: str
@@ -61,15 +98,19 @@ class DatasetConfig:
     primary_image: str
     wrist_image: str | None
     image_size: tuple[int, int]  # (height, width) of the primary camera in the real release
-    instruction: dict | None
-    proprio: tuple[dict, ...]
-    action: dict
+    instruction: InstructionSpec | None
+    proprio: tuple[ProprioPart, ...]
+    action: ActionSpec
     intrinsics: Intrinsics
     grid_fit_excluded: bool = False
 
     @property
     def gripper_convention(self) -> str:
-        return self.action["gripper"]["convention"]
+        return self.action.gripper.convention
+
+    def transform_spec(self) -> dict:
+        """What decides the standardized values (a cache key's part): action and proprio parts."""
+        return {"action": asdict(self.action), "proprio": [asdict(p) for p in self.proprio]}
 
 
 @dataclass(frozen=True)
@@ -149,22 +190,87 @@ def _weight(value: Any, where: str) -> float:
     return w
 
 
-def _require(entry: dict, fields, where: str) -> None:
-    for f in fields:
+def _require(entry: dict, names, where: str) -> None:
+    for f in names:
         if f not in entry:
             raise RegistryError(f"{where}: missing field '{f}'")
 
 
-def _check_part(part: Any, where: str, allowed_extra=()) -> None:
-    if not isinstance(part, dict):
-        raise RegistryError(f"{where}: expected a mapping, got {part!r}")
-    if "slice" in part:
-        s = part["slice"]
-        if not (isinstance(s, list) and len(s) == 2 and all(isinstance(i, int) for i in s) and s[0] < s[1]):
-            raise RegistryError(f"{where}: slice must be [start, stop) with start < stop, got {s!r}")
-    unknown = set(part) - {"key", "slice", *allowed_extra}
+def _one_of(value, vocabulary: dict, where: str):
+    if value not in vocabulary:
+        raise RegistryError(f"{where} must be one of {tuple(vocabulary)}, got {value!r}")
+    return value
+
+
+def _number(value: Any, where: str, integer: bool = False, positive: bool = True):
+    ok = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or (positive and value <= 0):
+        kind = "a positive whole number" if integer else "a positive number"
+        raise RegistryError(f"{where} must be {kind}, got {value!r}")
+    return value
+
+
+def _part(cls, raw: Any, where: str):
+    """A typed part from its YAML mapping: known fields only, slices checked."""
+    if not isinstance(raw, dict):
+        raise RegistryError(f"{where}: expected a mapping, got {raw!r}")
+    known = {f.name for f in fields(cls)}
+    unknown = set(raw) - known
+    if unknown:
+        raise RegistryError(f"{where}: unknown field(s) {sorted(unknown)} (known: {', '.join(sorted(known))})")
+    _require(raw, [f.name for f in fields(cls) if f.default is MISSING], where)
+    values = dict(raw)
+    if "key" in values and not (isinstance(values["key"], str) and values["key"]):
+        raise RegistryError(f"{where}.key must be a step key, got {values['key']!r}")
+    if "slice" in values:
+        s = values["slice"]
+        if not (isinstance(s, list) and len(s) == 2 and all(isinstance(i, int) and i >= 0 for i in s) and s[0] < s[1]):
+            raise RegistryError(f"{where}: slice must be [start, stop) with 0 <= start < stop, got {s!r}")
+        values["slice"] = (s[0], s[1])
+    for name in ("pad_to", "dims"):
+        if values.get(name) is not None:
+            _number(values[name], f"{where}.{name}", integer=True)
+    return cls(**values)
+
+
+def _action(raw: Any, where: str) -> ActionSpec:
+    if not isinstance(raw, dict):
+        raise RegistryError(f"{where}: expected a mapping")
+    _require(raw, ("translation", "rotation", "gripper"), where)
+    unknown = set(raw) - {f.name for f in fields(ActionSpec)}
     if unknown:
         raise RegistryError(f"{where}: unknown field(s) {sorted(unknown)}")
+    translation = _part(TranslationPart, raw["translation"], f"{where}.translation")
+    if translation.key is None:
+        raise RegistryError(f"{where}.translation: missing field 'key'")
+    rotation = _part(RotationPart, raw["rotation"], f"{where}.rotation")
+    _one_of(rotation.format, ROTATION_FORMATS, f"{where}.rotation.format")
+    if rotation.format != "none" and rotation.key is None:
+        raise RegistryError(f"{where}.rotation: missing field 'key'")
+    gripper = _part(GripperPart, raw["gripper"], f"{where}.gripper")
+    _one_of(gripper.convention or None, GRIPPER_CONVENTIONS, f"{where}.gripper.convention")
+    if not gripper.convention.startswith("always_") and gripper.key is None:
+        raise RegistryError(f"{where}.gripper: missing field 'key'")
+    relabel = raw.get("relabel_from_state")
+    drop = raw.get("drop_first_steps", 0)
+    if drop:
+        _number(drop, f"{where}.drop_first_steps", integer=True)
+    return ActionSpec(translation, rotation, gripper, drop,
+                      _part(Part, relabel, f"{where}.relabel_from_state") if relabel is not None else None)
+
+
+def _intrinsics(raw: Any, default: dict, where: str) -> Intrinsics:
+    if raw is None:
+        return Intrinsics(**default, source="default")
+    if not isinstance(raw, dict):
+        raise RegistryError(f"{where}: expected a mapping of {', '.join(INTRINSICS_FIELDS)}")
+    unknown = set(raw) - set(INTRINSICS_FIELDS)
+    if unknown:
+        raise RegistryError(f"{where}: unknown field(s) {sorted(unknown)} (known: {', '.join(INTRINSICS_FIELDS)})")
+    _require(raw, INTRINSICS_FIELDS, where)
+    for k in INTRINSICS_FIELDS:
+        _number(raw[k], f"{where}.{k}", integer=k in ("width", "height"), positive=k not in ("cx", "cy"))
+    return Intrinsics(**raw, source="dataset")
 
 
 def _dataset_config(name: str, entry: Any, default_intrinsics: dict, src: str) -> DatasetConfig:
@@ -172,62 +278,44 @@ def _dataset_config(name: str, entry: Any, default_intrinsics: dict, src: str) -
     if not isinstance(entry, dict):
         raise RegistryError(f"{where}: expected a mapping of fields, got {entry!r}")
     _require(entry, REQUIRED_DATASET_FIELDS, where)
+    unknown = set(entry) - set(REQUIRED_DATASET_FIELDS) - set(OPTIONAL_DATASET_FIELDS)
+    if unknown:
+        raise RegistryError(f"{where}: unknown field(s) {sorted(unknown)}{_suggest(sorted(unknown)[0], [*REQUIRED_DATASET_FIELDS, *OPTIONAL_DATASET_FIELDS])}")
 
-    action = entry["action"]
-    if not isinstance(action, dict):
-        raise RegistryError(f"{where}: action: expected a mapping")
-    _require(action, ("translation", "rotation", "gripper"), f"{where}: action")
-    _check_part(action["translation"], f"{where}: action.translation", ("pad_to",))
-    if "key" not in action["translation"]:
-        raise RegistryError(f"{where}: action.translation: missing field 'key'")
-    rot = action["rotation"]
-    _check_part(rot, f"{where}: action.rotation", ("format",))
-    if rot.get("format", "euler") not in ROTATION_FORMATS:
-        raise RegistryError(f"{where}: action.rotation.format must be one of {ROTATION_FORMATS}, got {rot.get('format')!r}")
-    if rot.get("format") != "none" and "key" not in rot:
-        raise RegistryError(f"{where}: action.rotation: missing field 'key'")
-    grip = action["gripper"]
-    _check_part(grip, f"{where}: action.gripper", ("convention",))
-    conv = grip.get("convention")
-    if conv not in GRIPPER_CONVENTIONS:
-        raise RegistryError(f"{where}: action.gripper.convention must be one of {GRIPPER_CONVENTIONS}, got {conv!r}")
-    if not conv.startswith("always_") and "key" not in grip:
-        raise RegistryError(f"{where}: action.gripper: missing field 'key'")
-    if "relabel_from_state" in action:
-        _check_part(action["relabel_from_state"], f"{where}: action.relabel_from_state")
-
-    for i, part in enumerate(entry["proprio"] or []):
-        _check_part(part, f"{where}: proprio[{i}]", ("encoding", "dims"))
-        if part.get("encoding", "none") not in PROPRIO_ENCODINGS:
-            raise RegistryError(f"{where}: proprio[{i}].encoding must be one of {PROPRIO_ENCODINGS}")
-
+    action = _action(entry["action"], f"{where}: action")
+    proprio = entry["proprio"] or []
+    if not isinstance(proprio, list):
+        raise RegistryError(f"{where}: proprio must be a list of parts, got {proprio!r}")
+    proprio = tuple(_part(ProprioPart, p, f"{where}: proprio[{i}]") for i, p in enumerate(proprio))
+    for i, p in enumerate(proprio):
+        _one_of(p.encoding, PROPRIO_ENCODINGS, f"{where}: proprio[{i}].encoding")
+        if p.key is None:
+            raise RegistryError(f"{where}: proprio[{i}]: missing field 'key'")
     instruction = entry["instruction"]
     if instruction is not None:
-        _check_part(instruction, f"{where}: instruction", ("encoding",))
-        if instruction.get("encoding", "text") not in INSTRUCTION_ENCODINGS:
-            raise RegistryError(f"{where}: instruction.encoding must be one of {INSTRUCTION_ENCODINGS}")
+        instruction = _part(InstructionSpec, instruction, f"{where}: instruction")
+        _one_of(instruction.encoding, INSTRUCTION_ENCODINGS, f"{where}: instruction.encoding")
 
     images = entry["images"]
     if not isinstance(images, dict) or not images.get("primary"):
         raise RegistryError(f"{where}: images: missing field 'primary'")
+    if set(images) - {"primary", "wrist"}:
+        raise RegistryError(f"{where}: images: unknown field(s) {sorted(set(images) - {'primary', 'wrist'})}")
     size = entry["image_size"]
     if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
         raise RegistryError(f"{where}: image_size must be [height, width], got {size!r}")
-
-    intr = entry.get("intrinsics")
-    intrinsics = Intrinsics(**(intr or default_intrinsics), source="dataset" if intr else "default")
     return DatasetConfig(
         name=name,
         version=str(entry["version"]),
         rlds_dirs=tuple(entry.get("rlds_dirs") or [name]),
-        control_hz=float(entry["control_hz"]),
+        control_hz=float(_number(entry["control_hz"], f"{where}: control_hz")),
         primary_image=images["primary"],
         wrist_image=images.get("wrist"),
         image_size=(size[0], size[1]),
         instruction=instruction,
-        proprio=tuple(entry["proprio"] or ()),
+        proprio=proprio,
         action=action,
-        intrinsics=intrinsics,
+        intrinsics=_intrinsics(entry.get("intrinsics"), default_intrinsics, f"{where}: intrinsics"),
         grid_fit_excluded=bool(entry.get("grid_fit_excluded", False)),
     )
 

@@ -5,135 +5,106 @@
     python -m pipeline.run --mixture oxe_magic_soup --dry-run        # the resolved plan as JSON
     python -m pipeline.run --mixture my_mix.yaml -- --runner=DataflowRunner --project=...
 
-Everything after `--` is passed to Beam as pipeline options.
+Everything after `--` is passed to Beam as pipeline options. Each stage is a Beam pipeline; the
+driver plans, runs them in order and writes what they computed (pipeline/stage_*.py).
 """
 from __future__ import annotations
 
-import argparse
 import json
+import os
 import sys
+import time
 
-from manifests.registry import RegistryError, resolve_mixture
-
-STAGES = ("stats", "grids", "depth", "export")
-
-
-class UsageError(Exception):
-    """Bad command-line input: reported as one line, exit code 2, nothing written."""
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m pipeline.run",
-        description="Turn RLDS robot episodes into tokenized SpatialVLA training shards "
-                    "(statistics -> action grids -> depth -> Arrow export).",
-        epilog="Arguments after `--` are Beam pipeline options, e.g. "
-               "`-- --runner=DataflowRunner --project=P --region=R --temp_location=gs://B/tmp`.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--mixture", help="a named mixture (e.g. oxe_magic_soup) or a mixture YAML file")
-    what.add_argument("--datasets", help="an inline mixture: NAME=WEIGHT[,NAME=WEIGHT...]")
-    p.add_argument("--data-dir", help="RLDS data root (<root>/<dataset>/<version>/), local or gs://; "
-                                      "default: the built-in sample corpus")
-    p.add_argument("--out", help="output directory (default: ./output/<mixture>)")
-    p.add_argument("--split", default="train", help="TFDS split spec: train, train[:10%%], train[5:20], train+val")
-    p.add_argument("--max-episodes", type=int, help="read at most N episodes per dataset")
-    p.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {','.join(STAGES)}")
-    p.add_argument("--image-size", type=int, default=224, help="side of the exported square images, pixels")
-    depth = p.add_mutually_exclusive_group()
-    depth.add_argument("--depth-model", help="local ZoeDepth checkpoint directory (default: the HF cache)")
-    depth.add_argument("--no-depth", action="store_true", help="skip the depth stage")
-    p.add_argument("--depth-backend", choices=("transformers", "hub"), default="transformers",
-                   help="ZoeDepth implementation: transformers' or the original through torch.hub")
-    p.add_argument("--grid-fit", choices=("gaussian", "empirical"), default="gaussian",
-                   help="grid edges from fitted Gaussians (SpatialVLA) or the data's own quantiles")
-    p.add_argument("--grid-exclude", help="comma-separated datasets left out of the grid fit, or 'none' "
-                                          "(default: the registry's list, SpatialVLA's)")
-    p.add_argument("--shard-mb", type=float, default=256, help="target size of an output shard, MB")
-    p.add_argument("--normalization", choices=("bounds_q99", "bounds", "normal"), default="bounds_q99",
-                   help="action normalization mode")
-    p.add_argument("--text-tokenizer", help="a Hugging Face tokenizer directory: adds input_ids of the instruction "
-                                            "and <ACTION00000>... tokens for the action tokens, as SpatialVLA does")
-    p.add_argument("--seed", type=int, default=0, help="seed of every random choice (same seed: same bytes)")
-    p.add_argument("--strict", action="store_true", help="any dropped episode or corrupt input fails the run")
-    p.add_argument("--dry-run", action="store_true", help="print the resolved plan as JSON and exit")
-    return p
+from manifests.registry import RegistryError
+from pipeline import stage_export, stage_grids, stage_stats
+from pipeline.context import RunContext, RunError, StrictError, log
+from pipeline.options import UsageError, parse_options
+from pipeline.plan import make_plan
+from shards.manifest import REPORT_FILE
+from storage import files
+from storage.jsonio import write_json
 
 
-def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    if "--" in argv:
-        i = argv.index("--")
-        argv, beam_args = argv[:i], argv[i + 1:]
-    else:
-        beam_args = []
-    return build_parser().parse_args(argv), beam_args
+def check_out_dir(out: str) -> None:
+    """An output path that is a file, or a local directory that cannot be written: refuse early."""
+    local = files.local_path(out)
+    if local is None:
+        return
+    if files.exists(local) and not files.isdir(local):
+        raise RunError(f"--out '{out}' is a file, not a directory")
+    parent = local
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent) or "."
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise RunError(f"--out '{out}': directory '{parent}' is not writable")
 
 
-def resolve_stages(spec: str, no_depth: bool) -> list[str]:
-    stages = [s.strip() for s in spec.split(",") if s.strip()]
-    unknown = [s for s in stages if s not in STAGES]
-    if unknown or not stages:
-        raise UsageError(f"--stages: unknown stage '{unknown[0] if unknown else spec}' (choose from {','.join(STAGES)})")
-    return [s for s in STAGES if s in stages and not (no_depth and s == "depth")]
+def make_context(plan) -> RunContext:
+    if plan.missing:
+        more = f" (and {len(plan.missing) - 1} more)" if len(plan.missing) > 1 else ""
+        raise RunError(f"{plan.missing[0]['error']}{more}; fetch it or leave it out with --datasets")
+    check_out_dir(plan.options.out or plan.out)
+    return RunContext(plan)
 
 
-def default_data_dir() -> str:
-    from pipeline.sample import default_corpus_dir
-
-    return str(default_corpus_dir())
-
-
-def dataset_plan(mixture, data_dir: str, split: str) -> list[dict]:
-    from pipeline.rlds import RLDSError, find_dataset_dir, RLDSDataset
-
-    rows = []
-    for name, weight in mixture.weights.items():
-        cfg = mixture.datasets[name]
-        path = find_dataset_dir(data_dir, cfg.name, cfg.version, cfg.rlds_dirs)
-        row = {"name": name, "version": cfg.version, "weight": weight, "found": path is not None,
-               "path": path or f"{data_dir.rstrip('/')}/{cfg.rlds_dirs[0]}/{cfg.version}",
-               "grid_fit_excluded": cfg.grid_fit_excluded}
-        if path:
-            try:
-                ds = RLDSDataset(path, name)
-                row["episodes"] = sum(s.num_episodes for s in ds.plan(split))
-                row["splits"] = ds.splits
-            except RLDSError as e:
-                row["found"], row["error"] = False, str(e)
-        rows.append(row)
-    return rows
-
-
-def make_plan(args, beam_args: list[str]) -> dict:
-    mixture = resolve_mixture(args.mixture, args.datasets)
-    data_dir = args.data_dir or default_data_dir()
-    return {
-        "mixture": mixture.name,
-        "mixture_source": mixture.source,
-        "data_dir": data_dir,
-        "sample_corpus": args.data_dir is None,
-        "split": args.split,
-        "out": args.out or f"output/{mixture.name}",
-        "stages": resolve_stages(args.stages, args.no_depth),
-        "datasets": dataset_plan(mixture, data_dir, args.split),
-        "beam_options": beam_args,
-    }
+def run_stages(ctx: RunContext) -> dict:
+    stages = ctx.options.stages
+    stats = stage_stats.run(ctx) if "stats" in stages else stage_stats.load(ctx)
+    grid = None
+    if "grids" in stages:
+        grid = stage_grids.run(ctx, stats)
+    elif "export" in stages:
+        grid = stage_grids.load(ctx)
+    return stage_export.run(ctx, stats, grid, depth="depth" in stages) if "export" in stages else {}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args, beam_args = parse_args(argv)
+    t0 = time.time()
     try:
-        if args.dry_run:
-            print(json.dumps(make_plan(args, beam_args), indent=2))
+        options = parse_options(argv)
+        plan = make_plan(options)
+        if options.dry_run:
+            print(json.dumps(plan.to_json(), indent=2))
             return 0
-        from pipeline.stages import run_pipeline
-
-        return run_pipeline(args, beam_args)
-    except (UsageError, RegistryError) as e:
+        ctx = make_context(plan)
+    except (UsageError, RegistryError, RunError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    log(f"mixture '{ctx.mixture.name}': {len(ctx.datasets)} datasets, stages {','.join(options.stages)}, "
+        f"output {ctx.out}")
+    try:
+        summary = run_stages(ctx)
+    except RunError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except StrictError as e:
+        write_json(ctx.path(REPORT_FILE), ctx.report.to_dict())
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    write_json(ctx.path(REPORT_FILE), ctx.report.to_dict())
+    print_summary(ctx, summary, time.time() - t0)
+    return 0
+
+
+def print_summary(ctx: RunContext, summary: dict, seconds: float) -> None:
+    r = ctx.report
+    lines = [f"done in {seconds:.1f}s: {len(ctx.datasets)} datasets, {sum(r.episodes_read.values())} episodes, "
+             f"{sum(r.steps_read.values())} steps"]
+    if summary:
+        lines.append(f"  shards: {summary['shards']} ({summary['bytes'] / 1e6:.1f} MB) -> {ctx.path('manifest.json')}")
+    if r.dropped:
+        lines.append(f"  dropped: {r.episodes_lost()} episodes ({len(r.dropped)} problems; see {ctx.path(REPORT_FILE)})")
+        reasons: dict[str, int] = {}
+        for p in r.dropped:
+            key = f"{p['dataset']}: {p['reason'].split(' (')[0]}"
+            reasons[key] = reasons.get(key, 0) + p["episodes_lost"]
+        lines += [f"    {n} x {k}" for k, n in sorted(reasons.items())[:10]]
+    else:
+        lines.append("  dropped: nothing")
+    for note in r.notes:
+        lines.append(f"  note: {note}")
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

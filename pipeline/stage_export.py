@@ -1,23 +1,30 @@
 """Stage 3+4: (depth and) export: tokenized Arrow shards, then the manifest, written last."""
 from __future__ import annotations
 
-import os
-import re
+import posixpath
 import time
 
-from pipeline.stages import TOOL_VERSION, RunContext, RunError, log, read_lines, sha256_of, write_json, write_lines
-
-SHARD_TARGET_BYTES = 256 << 20
+from depth.codec import DEPTH_FORMAT
+from grids.grid import ActionGrid
+from manifests.weights import effective_weights
+from pipeline import __version__
+from pipeline.context import RunContext, RunError, log
+from shards.manifest import FORMAT_VERSION, MANIFEST_FILE, STATISTICS_FILE
+from shards.schema import plan_shards, shard_name, shard_schema
+from sources.rlds import split_names
+from storage import files
+from storage.jsonio import read_jsonl, sha256_of, write_json
+from transforms.frames import scale_intrinsics
 
 
 def _depth_setup(ctx: RunContext, want: bool) -> dict | None:
     """The depth model's description, or None with the reason noted (never fake depth)."""
     if not want:
         return None
-    from pipeline.depth import DepthEstimator, DepthWeightsNotFound
+    from depth.model import DepthEstimator, DepthWeightsNotFound
 
     try:
-        est = DepthEstimator.load(ctx.args.depth_model, backend=ctx.args.depth_backend)
+        est = DepthEstimator.load(ctx.options.depth_model, backend=ctx.options.depth_backend)
     except DepthWeightsNotFound as e:
         ctx.report.notes.append(f"depth skipped: {e}")
         log(f"depth: skipped: {e}")
@@ -25,30 +32,41 @@ def _depth_setup(ctx: RunContext, want: bool) -> dict | None:
     return est.describe()
 
 
-def run(ctx: RunContext, stats: dict, grid, depth: bool) -> dict:
+def _text_setup(ctx: RunContext, grid: ActionGrid):
+    """The text tokenizer with the action tokens added (saved with the output) and its description."""
+    if not ctx.options.text_tokenizer:
+        return None, None
+    from shards.text import load_with_action_tokens
+
+    try:
+        text, first = load_with_action_tokens(ctx.options.text_tokenizer, grid.total_tokens)
+    except ValueError as e:
+        raise RunError(str(e)) from None
+    text.save_pretrained(ctx.path("tokenizer"))  # the trainer's tokenizer, action tokens included
+    return text, {"path": "tokenizer", "source": ctx.options.text_tokenizer, "action_token_first_id": first,
+                  "action_tokens": grid.total_tokens, "vocab_size": len(text)}
+
+
+def run(ctx: RunContext, stats: dict, grid: ActionGrid, depth: bool) -> dict:
     import apache_beam as beam
-    from apache_beam.io.filesystems import FileSystems
 
-    from beam_jobs.export import AssembleShardFn, EncodedEpisode, EncodeEpisodeFn, WritePartsFn, read_part_indexes
-    from beam_jobs.read import ReadStandardEpisodes, plan_reads
-    from pipeline.shards import shard_schema
+    from beam_jobs.collect import CollectToFile
+    from beam_jobs.reading import ReadStandardEpisodes
+    from beam_jobs.shard_writing import (
+        AssembleShardFn,
+        EncodedEpisode,
+        EncodeEpisodeFn,
+        WritePartsFn,
+        read_part_indexes,
+    )
+    from sources.episodes import plan_reads
 
-    args = ctx.args
+    opts = ctx.options
     depth_info = _depth_setup(ctx, depth)
     grid_json = grid.to_json()
-    text, text_info = None, None
-    if getattr(args, "text_tokenizer", None):
-        from pipeline.text import load_with_action_tokens
-
-        try:
-            text, first = load_with_action_tokens(args.text_tokenizer, grid.total_tokens)
-        except ValueError as e:
-            raise RunError(str(e)) from None
-        text.save_pretrained(ctx.path("tokenizer"))  # the trainer's tokenizer, action tokens included
-        text_info = {"path": "tokenizer", "source": args.text_tokenizer, "action_token_first_id": first,
-                     "action_tokens": grid.total_tokens, "vocab_size": len(text)}
-    run_key = sha256_of([TOOL_VERSION, stats, grid_json, args.image_size, args.normalization, depth_info,
-                         args.split, args.max_episodes, args.seed, text_info])[:16]
+    text, text_info = _text_setup(ctx, grid)
+    run_key = sha256_of([__version__, stats, grid_json, opts.image_size, opts.normalization, depth_info,
+                         opts.split, opts.max_episodes, opts.seed, text_info])[:16]
     work = ctx.path(".work", "export", run_key)
     done = {e["episode_id"] for p in read_part_indexes(work) for e in p["episodes"]}
     if done:
@@ -56,45 +74,44 @@ def run(ctx: RunContext, stats: dict, grid, depth: bool) -> dict:
 
     schemas = {name: shard_schema(cfg.wrist_image is not None, depth_info is not None, text is not None)
                .serialize().to_pybytes() for name, cfg in ctx.configs.items()}
-    tasks = plan_reads(ctx.datasets, args.split, args.max_episodes)
+    tasks = plan_reads(ctx.datasets, opts.split, opts.max_episodes)
     total = sum(t.shard.num_episodes for t in tasks) - len(done)
-    log(f"export: encoding {total} episode(s) at {args.image_size}x{args.image_size}"
+    log(f"export: encoding {total} episode(s) at {opts.image_size}x{opts.image_size}"
         + (f", with depth ({depth_info['model']})" if depth_info else ""))
     t0 = time.perf_counter()
     with beam.Pipeline(options=ctx.pipeline_options()) as p:
         read = p | "Read" >> ReadStandardEpisodes(tasks, ctx.configs, images=True, skip=frozenset(done))
         encoded = read.episodes | "Encode" >> beam.ParDo(EncodeEpisodeFn(
-            stats, grid_json, args.image_size, args.normalization, depth_info is not None, total,
+            stats, grid_json, opts.image_size, opts.normalization, depth_info is not None, total,
             text, text_info["action_token_first_id"] if text_info else 0)
         ).with_output_types(EncodedEpisode)
         if depth_info:
-            from beam_jobs.depth import EpisodeDepth
+            from beam_jobs.depth_step import EpisodeDepth
 
-            encoded = encoded | "Depth" >> EpisodeDepth(args.depth_model, args.depth_backend)
+            encoded = encoded | "Depth" >> EpisodeDepth(opts.depth_model, opts.depth_backend)
         encoded | "WriteParts" >> beam.ParDo(WritePartsFn(work, schemas))
-        write_lines(read.bad, FileSystems.join(work, "problems.jsonl"), "Problems")
-    ctx.report.add_problems(read_lines(FileSystems.join(work, "problems.jsonl")))
+        read.bad | "CollectProblems" >> CollectToFile(files.join(work, "problems.jsonl"))
+    ctx.report.add_problems(read_jsonl(files.join(work, "problems.jsonl")))
 
     t1 = time.perf_counter()
     jobs = plan_final_shards(ctx, read_part_indexes(work))
     with beam.Pipeline(options=ctx.pipeline_options()) as p:
         written = (p | "Shards" >> beam.Create(jobs) | "Spread" >> beam.Reshuffle()
                    | "Assemble" >> beam.ParDo(AssembleShardFn()))
-        write_lines(written, FileSystems.join(work, "shards.jsonl"), "Written")
-    shards = sorted(read_lines(FileSystems.join(work, "shards.jsonl")), key=lambda s: s["path"])
+        written | "CollectShards" >> CollectToFile(files.join(work, "shards.jsonl"))
+    shards = sorted(read_jsonl(files.join(work, "shards.jsonl")), key=lambda s: s["path"])
     log(f"export: episodes encoded in {t1 - t0:.1f}s, {len(shards)} shard(s) assembled in {time.perf_counter() - t1:.1f}s")
     remove_stale_shards(ctx, {j.path for j in jobs})
 
     manifest = build_manifest(ctx, stats, grid, shards, depth_info)
     manifest["text_tokenizer"] = text_info
-    write_json(ctx.path("manifest.json"), manifest)
-    FileSystems.delete([ctx.path(".work")])  # parts are only needed to resume this export
+    write_json(ctx.path(MANIFEST_FILE), manifest)
+    files.remove(ctx.path(".work"))  # parts are only needed to resume this export
     return {"shards": len(shards), "bytes": sum(s["bytes"] for s in shards)}
 
 
 def plan_final_shards(ctx: RunContext, parts: list[dict]) -> list:
-    from beam_jobs.export import ShardJob, episode_order
-    from pipeline.shards import plan_shards, shard_name
+    from beam_jobs.shard_writing import ShardJob, episode_order
 
     located: dict[str, dict] = {}
     for part in parts:
@@ -103,42 +120,35 @@ def plan_final_shards(ctx: RunContext, parts: list[dict]) -> list:
             # a retried bundle may have written an episode twice: the first part (by path) wins
             located.setdefault(e["episode_id"], {**e, "dataset": part["dataset"], "part": part["path"], "offset": offset})
             offset += e["rows"]
-    target = int(ctx.args.shard_mb * (1 << 20)) if getattr(ctx.args, "shard_mb", None) else SHARD_TARGET_BYTES
     jobs = []
     for dataset in ctx.mixture.weights:
         eps = sorted((e for e in located.values() if e["dataset"] == dataset),
                      key=lambda e: episode_order(dataset, e["episode_id"]))
-        groups = plan_shards([e["bytes"] for e in eps], target)
+        groups = plan_shards([e["bytes"] for e in eps], ctx.options.shard_bytes)
         for i, (lo, hi) in enumerate(groups):
-            path = ctx.path("shards", dataset, shard_name(split_label(ctx.args.split), i, len(groups)))
+            path = ctx.path("shards", dataset, shard_name(split_label(ctx.options.split), i, len(groups)))
             jobs.append(ShardJob(dataset, path, tuple((e["episode_id"], e["part"], e["offset"], e["rows"])
                                                       for e in eps[lo:hi])))
     return jobs
 
 
 def remove_stale_shards(ctx: RunContext, keep: set[str]) -> None:
-    from apache_beam.io.filesystems import FileSystems
-
-    pattern = ctx.path("shards", "*", "*.arrow")
-    stale = [m.path for m in FileSystems.match([pattern])[0].metadata_list if m.path not in keep]
-    if stale:
-        FileSystems.delete(stale)
+    for path in files.glob(ctx.path("shards", "*", "*.arrow")):
+        if path not in keep:
+            files.remove(path)
 
 
 def split_label(split_spec: str) -> str:
     """A file-name-safe label of the split spec: train -> train, train[:10%] -> train, train+val -> train+val."""
-    return "+".join(re.findall(r"(?:^|\+)\s*([\w-]+)", split_spec)) or "data"
+    return "+".join(split_names(split_spec)) or "data"
 
 
-def build_manifest(ctx: RunContext, stats: dict, grid, shards: list[dict], depth_info: dict | None) -> dict:
-    from pipeline.depth import DEPTH_FORMAT
-    from pipeline.ego3d import scale_intrinsics
-    from pipeline.mixing import effective_weights
-    from pipeline.shards import FORMAT_VERSION, shard_schema
-    from pipeline.stage_grids import grid_path
-    from pipeline.stage_stats import STATISTICS_FILE
+def relative_to_out(ctx: RunContext, path: str) -> str:
+    return posixpath.relpath(path, ctx.out) if not files.is_url(ctx.out) else path[len(ctx.out.rstrip("/")) + 1:]
 
-    size = ctx.args.image_size
+
+def build_manifest(ctx: RunContext, stats: dict, grid: ActionGrid, shards: list[dict], depth_info: dict | None) -> dict:
+    size = ctx.options.image_size
     transitions = {n: stats[n]["num_transitions"] for n in ctx.mixture.weights}
     datasets = {}
     for name, cfg in ctx.configs.items():
@@ -153,27 +163,27 @@ def build_manifest(ctx: RunContext, stats: dict, grid, shards: list[dict], depth
             "intrinsics": dict(zip(("fx", "fy", "cx", "cy"), scale_intrinsics(
                 intr.fx, intr.fy, intr.cx, intr.cy, (intr.width, intr.height), (size, size))),
                 width=size, height=size, source=intr.source),
-            "shards": [{"path": os.path.relpath(s["path"], ctx.out) if "://" not in s["path"] else s["path"],
+            "shards": [{"path": relative_to_out(ctx, s["path"]),
                         **{k: s[k] for k in ("num_rows", "num_episodes", "sha256", "bytes")}} for s in own],
         }
-    text = bool(getattr(ctx.args, "text_tokenizer", None))
+    text = bool(ctx.options.text_tokenizer)
     schema_names = sorted({f.name for cfg in ctx.configs.values()
                            for f in shard_schema(cfg.wrist_image is not None, depth_info is not None, text)})
     return {
         "format_version": FORMAT_VERSION,
-        "tool_version": TOOL_VERSION,
+        "tool_version": __version__,
         "mixture": ctx.mixture.name,
         "mixture_source": ctx.mixture.source,
-        "split": ctx.args.split,
-        "seed": ctx.args.seed,
+        "split": ctx.options.split,
+        "seed": ctx.options.seed,
         "image_size": size,
-        "normalization": ctx.args.normalization,
+        "normalization": ctx.options.normalization,
         "weights": dict(ctx.mixture.weights),
         "effective_weights": effective_weights(ctx.mixture.weights, transitions),
         "unbalanced_weights": effective_weights(ctx.mixture.weights, transitions, balance=False),
         "datasets": datasets,
         "columns": schema_names,
-        "grid": os.path.relpath(grid_path(ctx), ctx.out) if "://" not in ctx.out else grid_path(ctx),
+        "grid": relative_to_out(ctx, ctx.grid_path),
         "grid_sha256": sha256_of(grid.to_json()),
         "statistics": STATISTICS_FILE,
         "statistics_sha256": sha256_of(stats),

@@ -3,26 +3,25 @@ from __future__ import annotations
 
 import json
 
-from pipeline.stages import RunContext, RunError, StrictError, log, read_json, read_lines, write_json, write_lines
-
-STATISTICS_FILE = "dataset_statistics.json"
+from pipeline.context import RunContext, RunError, StrictError, log
+from sources.rlds import fingerprint
+from storage.jsonio import read_json, read_jsonl, write_json
+from transforms.standardize import TRANSFORM_VERSION
 
 
 def cache_key(ctx: RunContext, name: str) -> str:
-    from pipeline.rlds import fingerprint
-    from transforms.standardize import TRANSFORM_VERSION
-
-    cfg = ctx.configs[name]
-    extra = json.dumps([TRANSFORM_VERSION, ctx.args.split, ctx.args.max_episodes, cfg.action, cfg.proprio],
-                       sort_keys=True)
-    return fingerprint(ctx.datasets[name], ctx.args.split, extra)
+    extra = json.dumps([TRANSFORM_VERSION, ctx.options.split, ctx.options.max_episodes,
+                        ctx.configs[name].transform_spec()], sort_keys=True)
+    return fingerprint(ctx.datasets[name], ctx.options.split, extra)
 
 
 def run(ctx: RunContext) -> dict:
     import apache_beam as beam
 
-    from beam_jobs.read import ReadStandardEpisodes, plan_reads
-    from beam_jobs.stats import ComputeStatistics
+    from beam_jobs.collect import CollectToFile
+    from beam_jobs.combines import ComputeStatistics
+    from beam_jobs.reading import ReadStandardEpisodes
+    from sources.episodes import plan_reads
 
     stats, todo = {}, {}
     for name in ctx.datasets:
@@ -40,16 +39,16 @@ def run(ctx: RunContext) -> dict:
 
     if todo:
         log(f"stats: computing statistics of {len(todo)} dataset(s) (actions only, no image decoded)")
-        tasks = plan_reads({n: ctx.datasets[n] for n in todo}, ctx.args.split, ctx.args.max_episodes)
+        tasks = plan_reads({n: ctx.datasets[n] for n in todo}, ctx.options.split, ctx.options.max_episodes)
         work = ctx.path(".work", "stats")
         with beam.Pipeline(options=ctx.pipeline_options()) as p:
             read = p | "Read" >> ReadStandardEpisodes(tasks, ctx.configs, proprio=True)
             computed = read.episodes | "Statistics" >> ComputeStatistics()
-            write_lines(computed, f"{work}/statistics.jsonl", "Stats")
-            write_lines(read.bad, f"{work}/problems.jsonl", "Problems")
-        problems = read_lines(f"{work}/problems.jsonl")
+            computed | "CollectStats" >> CollectToFile(f"{work}/statistics.jsonl")
+            read.bad | "CollectProblems" >> CollectToFile(f"{work}/problems.jsonl")
+        problems = read_jsonl(f"{work}/problems.jsonl")
         ctx.report.add_problems(problems)
-        for name, value in read_lines(f"{work}/statistics.jsonl"):
+        for name, value in read_jsonl(f"{work}/statistics.jsonl"):
             stats[name] = value
             write_json(todo[name], {"statistics": value, "problems": [q for q in problems if q["dataset"] == name]})
 
@@ -57,22 +56,22 @@ def run(ctx: RunContext) -> dict:
     if empty:
         lost = [p for p in ctx.report.dropped if p["dataset"] == empty[0]]
         why = f" ({len(lost)} problem(s), first: {lost[0]['reason']})" if lost else ""
-        raise RunError(f"dataset '{empty[0]}': no usable episodes in split '{ctx.args.split}'{why}")
+        raise RunError(f"dataset '{empty[0]}': no usable episodes in split '{ctx.options.split}'{why}")
 
-    if ctx.args.strict and ctx.report.problems:
+    if ctx.options.strict and ctx.report.problems:
         raise StrictError(f"--strict: {len(ctx.report.problems)} problem(s) in the input, first: "
                           f"{ctx.report.first_problem_line()}")
     ordered = {name: stats[name] for name in ctx.mixture.weights}
     for name, s in ordered.items():
         ctx.report.episodes_read[name] = s["num_trajectories"]
         ctx.report.steps_read[name] = s["num_transitions"]
-    write_json(ctx.path(STATISTICS_FILE), ordered)
-    log(f"stats: wrote {ctx.path(STATISTICS_FILE)}")
+    write_json(ctx.statistics_path, ordered)
+    log(f"stats: wrote {ctx.statistics_path}")
     return ordered
 
 
 def load(ctx: RunContext) -> dict:
-    path = ctx.path(STATISTICS_FILE)
+    path = ctx.statistics_path
     try:
         stats = read_json(path)
     except (OSError, ValueError):

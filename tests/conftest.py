@@ -27,6 +27,6 @@ def registry():
 @pytest.fixture(scope="session")
 def sample_corpus(tmp_path_factory) -> Path:
     """All 28 datasets, 2 train episodes each, generated once per test session."""
-    from pipeline.sample import ensure_corpus
+    from sources.sample import ensure_corpus
 
     return ensure_corpus(tmp_path_factory.mktemp("corpus") / "sample", episodes=2)

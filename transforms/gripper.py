@@ -1,7 +1,9 @@
 """Gripper conventions -> the pipeline's absolute gripper: 1.0 = open, 0.0 = closed.
 
-Each dataset's convention is named in manifests/datasets.yaml. Every function takes the
-dataset's raw gripper column [T] and returns float32 [T] with values in {0, 1}.
+Each dataset's convention is named in manifests/datasets.yaml, from the table of
+manifests/vocabulary.py; CONVENTIONS implements every name of that table (a test holds the two
+together). Every function takes the dataset's raw gripper column [T] and returns float32 [T]
+with values in {0, 1}.
 """
 from __future__ import annotations
 

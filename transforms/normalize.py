@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-MODES = ("bounds_q99", "bounds", "normal")
+from manifests.vocabulary import NORMALIZATIONS
+
+MODES = tuple(NORMALIZATIONS)
 
 
 def _params(stats: dict, mode: str, dim: int):

@@ -11,6 +11,7 @@ import zlib
 
 import numpy as np
 
+from manifests.registry import DatasetConfig, InstructionSpec, Part
 from transforms.episode import RawEpisode, StandardEpisode
 from transforms.gripper import to_absolute_open
 from transforms.rotation import quaternion_to_euler
@@ -22,49 +23,43 @@ class EpisodeError(ValueError):
     """An episode the transform cannot use; the message names dataset, episode and why."""
 
 
-def _parts_keys(cfg) -> list[str]:
+def _parts_keys(cfg: DatasetConfig) -> list[str]:
     a = cfg.action
-    keys = [a["translation"]["key"]]
-    if a["rotation"].get("format", "euler") != "none":
-        keys.append(a["rotation"]["key"])
-    if "key" in a["gripper"]:
-        keys.append(a["gripper"]["key"])
-    if "relabel_from_state" in a:
-        keys.append(a["relabel_from_state"]["key"])
-    return keys
+    parts = (a.translation, a.rotation, a.gripper, a.relabel_from_state)
+    return [p.key for p in parts if p is not None and p.key is not None]
 
 
-def required_keys(cfg, images: bool = False, proprio: bool = False, instruction: bool = True) -> list[str]:
+def required_keys(cfg: DatasetConfig, images: bool = False, proprio: bool = False, instruction: bool = True) -> list[str]:
     """The step keys a stage must read: actions always, images and proprio on request."""
     keys = _parts_keys(cfg)
     if instruction and cfg.instruction:
-        keys.append(cfg.instruction["key"])
+        keys.append(cfg.instruction.key)
     if images:
         keys.append(cfg.primary_image)
         if cfg.wrist_image:
             keys.append(cfg.wrist_image)
     if proprio:
-        keys += [p["key"] for p in cfg.proprio]
+        keys += [p.key for p in cfg.proprio]
     return list(dict.fromkeys(keys))
 
 
-def min_steps(cfg) -> int:
+def min_steps(cfg: DatasetConfig) -> int:
     """Shortest raw episode that still leaves one step after the transform."""
-    return 1 + cfg.action.get("drop_first_steps", 0) + (1 if "relabel_from_state" in cfg.action else 0)
+    return 1 + cfg.action.drop_first_steps + (1 if cfg.action.relabel_from_state else 0)
 
 
-def _column(steps: dict, part: dict, where: str) -> np.ndarray:
-    key = part["key"]
+def _column(steps: dict, part: Part, where: str) -> np.ndarray:
+    key = part.key
     if key not in steps:
         raise EpisodeError(f"{where}: step key '{key}' missing")
     col = steps[key]
     if col.ndim == 1:
         col = col[:, None]
     col = col.reshape(len(col), -1)
-    if "slice" in part:
-        lo, hi = part["slice"]
+    if part.slice:
+        lo, hi = part.slice
         if hi > col.shape[1]:
-            raise EpisodeError(f"{where}: '{key}' has {col.shape[1]} dims, slice {part['slice']} needs {hi}")
+            raise EpisodeError(f"{where}: '{key}' has {col.shape[1]} dims, slice {list(part.slice)} needs {hi}")
         col = col[:, lo:hi]
     return col.astype(np.float64)
 
@@ -76,18 +71,18 @@ def _decode_zlib_float32(col: np.ndarray, dims: int, where: str) -> np.ndarray:
         raise EpisodeError(f"{where}: cannot decode zlib float32 state ({e})") from None
 
 
-def _instruction(steps: dict, spec: dict | None) -> str:
-    if not spec or spec["key"] not in steps:
+def _instruction(steps: dict, spec: InstructionSpec | None) -> str:
+    if not spec or spec.key not in steps:
         return ""
-    col = steps[spec["key"]]
-    if spec.get("encoding") == "unicode_codepoints":  # language_table: int32 code points, 0-padded
+    col = steps[spec.key]
+    if spec.encoding == "unicode_codepoints":  # language_table: int32 code points, 0-padded
         texts = ["".join(chr(c) for c in row if c > 0) for row in np.asarray(col).reshape(len(col), -1)]
     else:
         texts = [t.decode("utf-8", "replace") if isinstance(t, bytes) else str(t) for t in col]
     return next((t.strip() for t in texts if t.strip()), "")
 
 
-def standardize(episode: RawEpisode, cfg) -> StandardEpisode:
+def standardize(episode: RawEpisode, cfg: DatasetConfig) -> StandardEpisode:
     """The 7-D action [T', 7], instruction, images and proprio of one episode."""
     where = f"dataset '{cfg.name}' episode {episode.episode_id}"
     steps = dict(episode.steps)
@@ -96,29 +91,26 @@ def standardize(episode: RawEpisode, cfg) -> StandardEpisode:
     if t < min_steps(cfg):
         raise EpisodeError(f"{where}: {t} steps, its transform needs at least {min_steps(cfg)}")
 
-    drop = a.get("drop_first_steps", 0)
-    if drop:
-        steps = {k: v[drop:] for k, v in steps.items()}
+    if a.drop_first_steps:
+        steps = {k: v[a.drop_first_steps:] for k, v in steps.items()}
 
-    trans = _column(steps, a["translation"], where)
-    pad = a["translation"].get("pad_to", trans.shape[1])
+    trans = _column(steps, a.translation, where)
+    pad = a.translation.pad_to or trans.shape[1]
     trans = np.pad(trans, ((0, 0), (0, pad - trans.shape[1])))
-    rot_fmt = a["rotation"].get("format", "euler")
-    if rot_fmt == "none":
+    if a.rotation.format == "none":
         rot = np.zeros((len(trans), 3))
     else:
-        rot = _column(steps, a["rotation"], where)
-        if rot_fmt == "quaternion":
+        rot = _column(steps, a.rotation, where)
+        if a.rotation.format == "quaternion":
             rot = quaternion_to_euler(rot)
-    grip_spec = a["gripper"]
-    raw_grip = _column(steps, grip_spec, where)[:, 0] if "key" in grip_spec else np.zeros(len(trans))
-    grip = to_absolute_open(raw_grip, grip_spec["convention"])
+    raw_grip = _column(steps, a.gripper, where)[:, 0] if a.gripper.key else np.zeros(len(trans))
+    grip = to_absolute_open(raw_grip, a.gripper.convention)
     if trans.shape[1] != 3 or rot.shape[1] != 3:
         raise EpisodeError(f"{where}: translation/rotation parts give {trans.shape[1]}/{rot.shape[1]} dims, expected 3/3")
 
-    if "relabel_from_state" in a:
+    if a.relabel_from_state:
         # Movement is what the robot reached: state[t+1] - state[t]; the last step has no successor.
-        state = _column(steps, a["relabel_from_state"], where)
+        state = _column(steps, a.relabel_from_state, where)
         movement = state[1:] - state[:-1]
         trans, rot = movement[:, :3], movement[:, 3:6]
         grip = grip[:-1]
@@ -127,13 +119,13 @@ def standardize(episode: RawEpisode, cfg) -> StandardEpisode:
     action = np.concatenate([trans, rot, grip[:, None]], axis=1).astype(np.float32)
 
     proprio = None
-    if cfg.proprio and all(p["key"] in steps for p in cfg.proprio):
+    if cfg.proprio and all(p.key in steps for p in cfg.proprio):
         cols = []
         for p in cfg.proprio:
-            if p.get("encoding") == "zlib_float32":
-                col = _decode_zlib_float32(steps[p["key"]], p["dims"], where)
-                if "slice" in p:
-                    col = col[:, p["slice"][0]:p["slice"][1]]
+            if p.encoding == "zlib_float32":
+                col = _decode_zlib_float32(steps[p.key], p.dims, where)
+                if p.slice:
+                    col = col[:, p.slice[0]:p.slice[1]]
                 cols.append(col.astype(np.float64))
             else:
                 cols.append(_column(steps, p, where))

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from transforms.moments import merge_moments
+
 BINS = 8192
 FLUSH_ROWS = 1 << 16  # raw rows buffered before they are folded into the moments and histograms
 QUANTILES = (0.01, 0.99)
@@ -55,7 +57,7 @@ class Accumulator:
             if self._buffered >= FLUSH_ROWS:
                 self.flush()
 
-    def flush(self) -> "Accumulator":
+    def flush(self) -> Accumulator:
         if not self._buffer:
             return self
         x = np.concatenate(self._buffer)
@@ -69,11 +71,7 @@ class Accumulator:
         return self
 
     def _merge_moments(self, n: int, mean: np.ndarray, m2: np.ndarray) -> None:
-        total = self.n + n
-        delta = mean - self.mean
-        self.mean = self.mean + delta * (n / total)
-        self.m2 = self.m2 + m2 + delta ** 2 * (self.n * n / total)
-        self.n = total
+        self.n, self.mean, self.m2 = merge_moments(self.n, self.mean, self.m2, n, mean, m2)
 
     # ------------------------------------------------------------ histograms
 
@@ -105,7 +103,7 @@ class Accumulator:
 
     # ------------------------------------------------------------ merging
 
-    def merge(self, other: "Accumulator") -> "Accumulator":
+    def merge(self, other: Accumulator) -> Accumulator:
         self.flush()
         other.flush()
         self.trajectories += other.trajectories
@@ -190,7 +188,7 @@ class DatasetStatistics:
                 self.proprio = Accumulator(proprio.shape[1])
             self.proprio.add(proprio)
 
-    def merge(self, other: "DatasetStatistics") -> "DatasetStatistics":
+    def merge(self, other: DatasetStatistics) -> DatasetStatistics:
         self.action.merge(other.action)
         if other.proprio is not None:
             if self.proprio is None:

@@ -1,0 +1,67 @@
+"""What every stage of a run shares: the options, the plan, the report, and where outputs go.
+
+Stages import this and the rooms below pipeline/, never each other or the command line.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from manifests.registry import DatasetConfig, Mixture
+from pipeline.options import RunOptions
+from pipeline.plan import Plan, log
+from pipeline.report import Report
+from shards.manifest import STATISTICS_FILE, grid_relpath
+from sources.rlds import RLDSDataset
+from storage import files
+
+__all__ = ["RunContext", "RunError", "StrictError", "log"]
+
+
+class RunError(Exception):
+    """Input the run cannot proceed with: one line, exit code 2, nothing partial written."""
+
+
+class StrictError(Exception):
+    """--strict and the input has problems: one line, exit code 1, report.json says what they are."""
+
+
+@dataclass
+class RunContext:
+    plan: Plan
+    report: Report = field(default_factory=Report)
+
+    @property
+    def options(self) -> RunOptions:
+        return self.plan.options
+
+    @property
+    def mixture(self) -> Mixture:
+        return self.plan.mixture
+
+    @property
+    def configs(self) -> dict[str, DatasetConfig]:
+        return self.plan.mixture.datasets
+
+    @property
+    def datasets(self) -> dict[str, RLDSDataset]:
+        return self.plan.datasets
+
+    @property
+    def out(self) -> str:
+        return self.plan.out
+
+    def path(self, *parts: str) -> str:
+        return files.join(self.out, *parts)
+
+    @property
+    def statistics_path(self) -> str:
+        return self.path(STATISTICS_FILE)
+
+    @property
+    def grid_path(self) -> str:
+        return self.path(grid_relpath(self.mixture.name))
+
+    def pipeline_options(self):
+        from apache_beam.options.pipeline_options import PipelineOptions
+
+        return PipelineOptions(list(self.options.beam_args) or ["--runner=DirectRunner"])

@@ -1,0 +1,77 @@
+"""The training shards: Arrow IPC files of steps, one row per step, episode-contiguous.
+
+Imported by trainers: no Beam, no TensorFlow. Writers hand in a file object (storage.files).
+"""
+from __future__ import annotations
+
+import pyarrow as pa
+
+from storage import files
+
+COMPRESSION = "zstd"
+
+
+def shard_schema(with_wrist: bool = False, with_depth: bool = False, with_text: bool = False) -> pa.Schema:
+    fields = [
+        pa.field("dataset", pa.string()),
+        pa.field("episode_id", pa.string()),
+        pa.field("step", pa.int32()),
+        pa.field("is_first", pa.bool_()),
+        pa.field("is_last", pa.bool_()),
+        pa.field("language_instruction", pa.string()),
+        pa.field("image", pa.binary()),  # JPEG
+    ]
+    if with_wrist:
+        fields.append(pa.field("wrist_image", pa.binary()))
+    fields += [
+        pa.field("action", pa.list_(pa.float32(), 7)),  # normalized
+        pa.field("raw_action", pa.list_(pa.float32(), 7)),
+        pa.field("action_tokens", pa.list_(pa.int32(), 3)),
+    ]
+    if with_depth:
+        fields.append(pa.field("depth", pa.binary()))  # 16-bit PNG, millimetres
+    if with_text:
+        fields.append(pa.field("input_ids", pa.list_(pa.int32())))  # the instruction, by --text-tokenizer
+        fields.append(pa.field("action_input_ids", pa.list_(pa.int32(), 3)))  # <ACTIONnnnnn> ids of action_tokens
+    return pa.schema(fields)
+
+
+def shard_name(split: str, index: int, count: int) -> str:
+    return f"{split}-{index:05d}-of-{count:05d}.arrow"
+
+
+def plan_shards(episode_bytes: list[int], target_bytes: int) -> list[tuple[int, int]]:
+    """Consecutive episode ranges [lo, hi) of about target_bytes each; an episode is never split."""
+    groups, lo, size = [], 0, 0
+    for i, b in enumerate(episode_bytes):
+        if size and size + b > target_bytes:
+            groups.append((lo, i))
+            lo, size = i, 0
+        size += b
+    if lo < len(episode_bytes):
+        groups.append((lo, len(episode_bytes)))
+    return groups
+
+
+def write_table(f, table: pa.Table, rows_per_batch: int = 1024) -> None:
+    """An Arrow IPC file, zstd-compressed, in record batches of a fixed size (same bytes every time)."""
+    options = pa.ipc.IpcWriteOptions(compression=COMPRESSION)
+    table = table.replace_schema_metadata({"rows_per_batch": str(rows_per_batch)})  # readers locate rows with it
+    with pa.ipc.new_file(f, table.schema, options=options) as w:
+        w.write_table(table.combine_chunks(), max_chunksize=rows_per_batch)
+
+
+def shard_rows(f) -> int:
+    """Rows of an Arrow IPC file, from a file object open for reading."""
+    reader = pa.ipc.open_file(f)
+    return sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
+
+
+def open_ipc(path: str, columns: list[str] | None = None) -> pa.RecordBatchFileReader:
+    """An Arrow IPC file for random access: memory-mapped when local, through storage.files otherwise;
+    `columns`: read (and decompress) only these."""
+    source = pa.memory_map(path) if files.local_path(path) else files.open_file(path, "rb")
+    if columns is None:
+        return pa.ipc.open_file(source)
+    names = pa.ipc.open_file(source).schema.names
+    return pa.ipc.open_file(source, options=pa.ipc.IpcReadOptions(included_fields=[names.index(c) for c in columns]))
