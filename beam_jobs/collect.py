@@ -1,5 +1,6 @@
 """Bring a pipeline's small results back to the driver: a PCollection of JSON records written as one
 JSON-lines file through storage.files (sorted, so the file does not depend on bundling)."""
+
 from __future__ import annotations
 
 import json
@@ -22,6 +23,4 @@ class CollectToFile(beam.PTransform):
         self.path = path
 
     def expand(self, pcoll):
-        return (pcoll
-                | "ToList" >> beam.combiners.ToList()
-                | "Write" >> beam.Map(_write_sorted, self.path))
+        return pcoll | "ToList" >> beam.combiners.ToList() | "Write" >> beam.Map(_write_sorted, self.path)

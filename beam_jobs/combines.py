@@ -1,4 +1,5 @@
 """The Beam combines: per-dataset statistics and the grid fit, over accumulators that merge themselves."""
+
 from __future__ import annotations
 
 import apache_beam as beam
@@ -43,10 +44,12 @@ class ComputeStatistics(beam.PTransform):
     """PCollection[StandardEpisode] (finite actions) -> PCollection[(dataset, statistics)]."""
 
     def expand(self, episodes):
-        return (episodes
-                | "Columns" >> beam.Map(lambda e: (e.dataset, (e.action, e.proprio)))
-                | "PerDataset" >> beam.CombinePerKey(DatasetStatsFn())
-                | "AsList" >> beam.MapTuple(lambda name, stats: [name, stats]))
+        return (
+            episodes
+            | "Columns" >> beam.Map(lambda e: (e.dataset, (e.action, e.proprio)))
+            | "PerDataset" >> beam.CombinePerKey(DatasetStatsFn())
+            | "AsList" >> beam.MapTuple(lambda name, stats: [name, stats])
+        )
 
 
 class GridFitFn(MergingCombineFn):

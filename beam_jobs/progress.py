@@ -1,4 +1,5 @@
 """Progress lines for long local runs: episodes done, rate, time left (to stderr, every few seconds)."""
+
 from __future__ import annotations
 
 import sys

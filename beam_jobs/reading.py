@@ -3,6 +3,7 @@
 Thin wiring around sources.episodes: what cannot be used goes to the `bad` output as problem
 records, counted and reported by the caller, never dropped silently.
 """
+
 from __future__ import annotations
 
 import apache_beam as beam
@@ -31,8 +32,9 @@ class ReadStandardEpisodesFn(beam.DoFn):
     def process(self, task: ReadTask):
         if task.dataset not in self._datasets:
             self._datasets[task.dataset] = RLDSDataset(task.directory, task.dataset)
-        for item in standard_episodes(task, self.configs[task.dataset], self.images, self.proprio, self.skip,
-                                      self._datasets[task.dataset]):
+        for item in standard_episodes(
+            task, self.configs[task.dataset], self.images, self.proprio, self.skip, self._datasets[task.dataset]
+        ):
             if is_problem(item):
                 self.bad_counter.inc(item["episodes_lost"])
                 yield beam.pvalue.TaggedOutput(BAD, item)
@@ -44,15 +46,23 @@ class ReadStandardEpisodesFn(beam.DoFn):
 class ReadStandardEpisodes(beam.PTransform):
     """PBegin -> {main: StandardEpisode, bad: problem dict}."""
 
-    def __init__(self, tasks: list[ReadTask], configs: dict, images: bool = False, proprio: bool = False,
-                 skip: frozenset = frozenset()):
+    def __init__(
+        self,
+        tasks: list[ReadTask],
+        configs: dict,
+        images: bool = False,
+        proprio: bool = False,
+        skip: frozenset = frozenset(),
+    ):
         super().__init__()
         self.tasks = tasks
         self.fn = ReadStandardEpisodesFn(configs, images, proprio, skip)
 
     def expand(self, pbegin):
-        return (pbegin
-                | "ShardSlices" >> beam.Create(self.tasks)
-                | "Spread" >> beam.Reshuffle()
-                | "ReadStandardize" >> beam.ParDo(self.fn).with_output_types(StandardEpisode)
-                .with_outputs(BAD, main="episodes"))
+        return (
+            pbegin
+            | "ShardSlices" >> beam.Create(self.tasks)
+            | "Spread" >> beam.Reshuffle()
+            | "ReadStandardize"
+            >> beam.ParDo(self.fn).with_output_types(StandardEpisode).with_outputs(BAD, main="episodes")
+        )

@@ -1,4 +1,5 @@
 """The re-export job: one element per shard, each rewritten by shards.rewrite (new tokens, new images)."""
+
 from __future__ import annotations
 
 import apache_beam as beam
@@ -25,5 +26,9 @@ class RewriteShards(beam.PTransform):
         self.jobs, self.grid_json = jobs, grid_json
 
     def expand(self, pbegin):
-        return (pbegin | "Shards" >> beam.Create(self.jobs) | "Spread" >> beam.Reshuffle()
-                | "Rewrite" >> beam.ParDo(RewriteShardFn(self.grid_json)))
+        return (
+            pbegin
+            | "Shards" >> beam.Create(self.jobs)
+            | "Spread" >> beam.Reshuffle()
+            | "Rewrite" >> beam.ParDo(RewriteShardFn(self.grid_json))
+        )

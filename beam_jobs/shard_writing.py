@@ -7,6 +7,7 @@ episodes share a part, so parts differ between runs, but final shards are assemb
 A part is written under a temporary name and renamed, with an index of its episodes, so a
 killed run's finished parts are reused by the next.
 """
+
 from __future__ import annotations
 
 import json
@@ -53,8 +54,17 @@ def episode_order(dataset: str, episode_id: str) -> tuple:
 class EncodeEpisodeFn(beam.DoFn):
     """StandardEpisode -> EncodedEpisode: normalized action, tokens, images at the export size."""
 
-    def __init__(self, stats: dict, grid_json: dict, image_size: int, normalization: str, keep_pixels: bool,
-                 total_episodes: int = 0, text_tokenizer=None, action_token_base: int = 0):
+    def __init__(
+        self,
+        stats: dict,
+        grid_json: dict,
+        image_size: int,
+        normalization: str,
+        keep_pixels: bool,
+        total_episodes: int = 0,
+        text_tokenizer=None,
+        action_token_base: int = 0,
+    ):
         self.text_tokenizer = text_tokenizer  # a Hugging Face tokenizer (pickled with the DoFn), or None
         self.action_token_base = action_token_base
         self.stats = stats
@@ -149,9 +159,13 @@ class WritePartsFn(beam.DoFn):
                 for t in tables:
                     w.write_table(t)
         files.rename(tmp, path)
-        index = {"dataset": dataset, "path": path,
-                 "episodes": [{"episode_id": t.column("episode_id")[0].as_py(), "rows": t.num_rows,
-                               "bytes": t.nbytes} for t in tables]}
+        index = {
+            "dataset": dataset,
+            "path": path,
+            "episodes": [
+                {"episode_id": t.column("episode_id")[0].as_py(), "rows": t.num_rows, "bytes": t.nbytes} for t in tables
+            ],
+        }
         with files.open_file(files.join(self.work_dir, f"{name}.json"), "wb") as f:
             f.write(json.dumps(index, sort_keys=True).encode())
         return index
@@ -201,8 +215,14 @@ def assemble_shard(job: ShardJob) -> dict:
         with files.open_file(tmp, "wb") as f:
             write_table(f, table)
         files.rename(tmp, job.path)
-    return {"dataset": job.dataset, "path": job.path, "num_rows": rows, "num_episodes": len(job.episodes),
-            "sha256": files.sha256_file(job.path), "bytes": files.size(job.path)}
+    return {
+        "dataset": job.dataset,
+        "path": job.path,
+        "num_rows": rows,
+        "num_episodes": len(job.episodes),
+        "sha256": files.sha256_file(job.path),
+        "bytes": files.size(job.path),
+    }
 
 
 class AssembleShardFn(beam.DoFn):

@@ -1,4 +1,5 @@
 """Shared pieces of the benchmarks: corpora of a given size, and timing + peak memory in a fresh process."""
+
 from __future__ import annotations
 
 import json
@@ -27,7 +28,7 @@ def ensure(episodes: int) -> Path:
 def measure(code: str) -> dict:
     """Run `code` in a fresh Python process. The code sets result["seconds"] around its work (imports
     excluded: they are a constant, not a rate) and may add more keys. Adds peak RSS (MB)."""
-    wrapper = textwrap.dedent('''
+    wrapper = textwrap.dedent("""
         import json, sys, time
         result = {}
         exec(compile(sys.argv[1], "<bench>", "exec"), {"result": result})
@@ -35,11 +36,17 @@ def measure(code: str) -> dict:
         hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0]
         result["peak_rss_mb"] = int(hwm.split()[1]) / 1024
         print("BENCH " + json.dumps(result))
-    ''')
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3", "OMP_NUM_THREADS": "1",
-           "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
-    p = subprocess.run([sys.executable, "-c", wrapper, textwrap.dedent(code)], cwd=ROOT, env=env,
-                       capture_output=True, text=True)
+    """)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "OMP_NUM_THREADS": "1",
+        "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+    }
+    p = subprocess.run(
+        [sys.executable, "-c", wrapper, textwrap.dedent(code)], cwd=ROOT, env=env, capture_output=True, text=True
+    )
     line = [x for x in p.stdout.splitlines() if x.startswith("BENCH ")]
     if p.returncode or not line:
         raise RuntimeError(f"benchmark step failed:\n{p.stderr[-3000:]}")

@@ -7,6 +7,7 @@ step      what the export's depth step does per frame batch: the checkpoint's im
 Both at several batch sizes, fp16 (autocast) and fp32 on CUDA. Without --model the weights are
 random (no download is possible here): the throughput is the architecture's, never its depth.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,22 +25,40 @@ def build_random_zoedepth(path: Path, tiny: bool = True, image_size: int = 384) 
     from transformers import BeitConfig, ZoeDepthConfig, ZoeDepthForDepthEstimation, ZoeDepthImageProcessor
 
     if tiny:
-        backbone = BeitConfig(image_size=64, patch_size=16, num_hidden_layers=4, hidden_size=32, num_attention_heads=2,
-                              intermediate_size=64, out_indices=[1, 2, 3, 4], use_relative_position_bias=True,
-                              reshape_hidden_states=False, out_features=["stage1", "stage2", "stage3", "stage4"])
-        config = ZoeDepthConfig(backbone_config=backbone, neck_hidden_sizes=[16, 32, 32, 32], fusion_hidden_size=16,
-                                bin_embedding_dim=16, num_attractors=[4, 4, 4, 4], num_relative_features=8,
-                                bottleneck_features=16, num_patch_transformer_layers=1,
-                                patch_transformer_hidden_size=16, patch_transformer_intermediate_size=32,
-                                patch_transformer_num_attention_heads=2,
-                                bin_configurations=[{"n_bins": 8, "min_depth": 0.001, "max_depth": 10.0, "name": "nyu"}])
+        backbone = BeitConfig(
+            image_size=64,
+            patch_size=16,
+            num_hidden_layers=4,
+            hidden_size=32,
+            num_attention_heads=2,
+            intermediate_size=64,
+            out_indices=[1, 2, 3, 4],
+            use_relative_position_bias=True,
+            reshape_hidden_states=False,
+            out_features=["stage1", "stage2", "stage3", "stage4"],
+        )
+        config = ZoeDepthConfig(
+            backbone_config=backbone,
+            neck_hidden_sizes=[16, 32, 32, 32],
+            fusion_hidden_size=16,
+            bin_embedding_dim=16,
+            num_attractors=[4, 4, 4, 4],
+            num_relative_features=8,
+            bottleneck_features=16,
+            num_patch_transformer_layers=1,
+            patch_transformer_hidden_size=16,
+            patch_transformer_intermediate_size=32,
+            patch_transformer_num_attention_heads=2,
+            bin_configurations=[{"n_bins": 8, "min_depth": 0.001, "max_depth": 10.0, "name": "nyu"}],
+        )
         image_size = 64
     else:
         config = ZoeDepthConfig()  # the defaults are the released model's architecture
     torch.manual_seed(0)
     ZoeDepthForDepthEstimation(config).save_pretrained(path)
-    ZoeDepthImageProcessor(size={"height": image_size, "width": image_size}, keep_aspect_ratio=True,
-                           ensure_multiple_of=32).save_pretrained(path)
+    ZoeDepthImageProcessor(
+        size={"height": image_size, "width": image_size}, keep_aspect_ratio=True, ensure_multiple_of=32
+    ).save_pretrained(path)
     return path
 
 
@@ -78,13 +97,20 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         path = args.model or str(build_random_zoedepth(Path(tmp), tiny=args.tiny or device.type == "cpu"))
         est = DepthEstimator.load(path, device=args.device)
-        what = "given weights" if args.model else ("a tiny random model" if args.tiny or device.type == "cpu"
-                                                   else "random weights, the released architecture")
+        what = (
+            "given weights"
+            if args.model
+            else (
+                "a tiny random model"
+                if args.tiny or device.type == "cpu"
+                else "random weights, the released architecture"
+            )
+        )
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
         print(f"ZoeDepth ({what}) on {name}; frames {args.frame_size}x{args.frame_size}")
         print(f"{'dtype':>6s} {'batch':>5s} {'forward fr/s':>13s} {'step fr/s':>10s} {'step/forward':>12s}")
         rng = np.random.default_rng(0)
-        for dtype in (["fp16", "fp32"] if device.type == "cuda" else ["fp32"]):
+        for dtype in ["fp16", "fp32"] if device.type == "cuda" else ["fp32"]:
             for b in (int(x) for x in args.batch_sizes.split(",")):
                 frames = rng.integers(0, 255, (b, args.frame_size, args.frame_size, 3), dtype=np.uint8)
                 pixel_values = est.processor(images=list(frames), return_tensors="pt")["pixel_values"].to(device)

@@ -8,13 +8,14 @@ export   python -m pipeline.run --stages export (DirectRunner, in-process; stati
 Per core = frames per CPU-second of the process (every thread): the DirectRunner's in-process
 scheduling leaves its thread idle part of the wall time, which a throughput per core must not count.
 """
+
 from __future__ import annotations
 
 import argparse
 
 from bench.common import DATASETS, ensure, measure
 
-LIMIT = '''
+LIMIT = """
 import time
 from manifests.registry import load_registry
 from transforms.frames import prepare_frames
@@ -36,9 +37,9 @@ c1 = os.times()
 result["seconds"] = time.perf_counter() - t0
 result["cpu_seconds"] = (c1.user + c1.system) - (c0.user + c0.system)
 result["frames"] = n
-'''
+"""
 
-EXPORT = '''
+EXPORT = """
 import os, time, apache_beam, tensorflow, tensorflow_datasets
 from pipeline.run import main
 args = ["--datasets", ",".join(n + "=1" for n in {names}), "--data-dir", "{data}", "--out", "{out}",
@@ -49,7 +50,7 @@ assert main(args + ["--stages", "export"]) == 0
 c1 = os.times()
 result["seconds"] = time.perf_counter() - t0
 result["cpu_seconds"] = (c1.user + c1.system) - (c0.user + c0.system)  # every thread of the process
-'''
+"""
 
 
 def main(argv=None) -> int:
@@ -63,12 +64,18 @@ def main(argv=None) -> int:
     limit = measure(LIMIT.format(data=data, names=names, size=args.size))
     export = measure(EXPORT.format(data=data, names=names, size=args.size, out=out))
     frames = limit["frames"]
-    print(f"{frames} frames ({', '.join(DATASETS)}; {args.episodes} episodes each) to {args.size}x{args.size} JPEG, one process")
+    print(
+        f"{frames} frames ({', '.join(DATASETS)}; {args.episodes} episodes each) to {args.size}x{args.size} JPEG, one process"
+    )
     for name, r in (("limit  (decode + resize + encode)", limit), ("export (the whole stage)", export)):
-        print(f"  {name:34s} {frames / r['cpu_seconds']:7.1f} frames per CPU-second   "
-              f"{frames / r['seconds']:7.1f} frames/s wall")
-    print(f"export per core: {limit['cpu_seconds'] / export['cpu_seconds']:.2f} x the limit (goal >= 0.60); "
-          f"wall: {limit['seconds'] / export['seconds']:.2f} x; peak RSS {export['peak_rss_mb']:.0f} MB")
+        print(
+            f"  {name:34s} {frames / r['cpu_seconds']:7.1f} frames per CPU-second   "
+            f"{frames / r['seconds']:7.1f} frames/s wall"
+        )
+    print(
+        f"export per core: {limit['cpu_seconds'] / export['cpu_seconds']:.2f} x the limit (goal >= 0.60); "
+        f"wall: {limit['seconds'] / export['seconds']:.2f} x; peak RSS {export['peak_rss_mb']:.0f} MB"
+    )
     return 0
 
 

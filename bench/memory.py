@@ -2,13 +2,14 @@
 
 Memory is bounded by a shard or a batch, never by a dataset: the ratio should stay near 1.
 """
+
 from __future__ import annotations
 
 import argparse
 
 from bench.common import DATASETS, ensure, measure
 
-RUN = '''
+RUN = """
 import tempfile, time
 from pipeline.run import main
 with tempfile.TemporaryDirectory() as out:
@@ -16,7 +17,7 @@ with tempfile.TemporaryDirectory() as out:
     assert main(["--datasets", ",".join(n + "=1" for n in {names}), "--data-dir", "{data}", "--out", out,
                  "--no-depth", "--image-size", "224"]) == 0
     result["seconds"] = time.perf_counter() - t0
-'''
+"""
 
 
 def main(argv=None) -> int:
@@ -25,8 +26,10 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     r = {f: measure(RUN.format(data=ensure(args.episodes * f), names=repr(DATASETS))) for f in (1, 4)}
     for f in (1, 4):
-        print(f"  {f}x ({args.episodes * f} episodes x {len(DATASETS)} datasets): {r[f]['seconds']:6.1f} s, "
-              f"peak RSS {r[f]['peak_rss_mb']:6.0f} MB")
+        print(
+            f"  {f}x ({args.episodes * f} episodes x {len(DATASETS)} datasets): {r[f]['seconds']:6.1f} s, "
+            f"peak RSS {r[f]['peak_rss_mb']:6.0f} MB"
+        )
     print(f"peak RSS 4x / 1x: {r[4]['peak_rss_mb'] / r[1]['peak_rss_mb']:.2f} (goal <= 1.2)")
     return 0
 

@@ -4,6 +4,7 @@ reader            MixtureDataset, stream mode, shuffle buffer 10,000, no image d
 reader + decode   the same with decode_images=True
 plain decode      PIL decode of the same JPEG bytes in a loop (the limit of any reader that decodes)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,20 +37,38 @@ def build(out, steps: int, size: int, datasets=("a", "b", "c")) -> list[bytes]:
     manifest = {"format_version": 1, "weights": {d: 1.0 for d in datasets}, "datasets": {}}
     for d in datasets:
         t = np.arange(steps)
-        table = pa.Table.from_pydict({
-            "dataset": [d] * steps, "episode_id": [f"{d}#{i // 40}" for i in t], "step": (t % 40).astype(np.int32),
-            "is_first": t % 40 == 0, "is_last": (t % 40 == 39) | (t == steps - 1),
-            "language_instruction": ["pick up the block"] * steps, "image": [jpegs[i % 64] for i in t],
-            "action": list(rng.uniform(-1, 1, (steps, 7)).astype(np.float32)),
-            "raw_action": list(rng.uniform(-1, 1, (steps, 7)).astype(np.float32)),
-            "action_tokens": list(rng.integers(0, 4096, (steps, 3)).astype(np.int32))}, schema=shard_schema())
+        table = pa.Table.from_pydict(
+            {
+                "dataset": [d] * steps,
+                "episode_id": [f"{d}#{i // 40}" for i in t],
+                "step": (t % 40).astype(np.int32),
+                "is_first": t % 40 == 0,
+                "is_last": (t % 40 == 39) | (t == steps - 1),
+                "language_instruction": ["pick up the block"] * steps,
+                "image": [jpegs[i % 64] for i in t],
+                "action": list(rng.uniform(-1, 1, (steps, 7)).astype(np.float32)),
+                "raw_action": list(rng.uniform(-1, 1, (steps, 7)).astype(np.float32)),
+                "action_tokens": list(rng.integers(0, 4096, (steps, 3)).astype(np.int32)),
+            },
+            schema=shard_schema(),
+        )
         path = os.path.join(out, "shards", d, shard_name("train", 0, 1))
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "wb") as f:
             write_table(f, table)
-        manifest["datasets"][d] = {"num_transitions": steps, "num_trajectories": -(-steps // 40), "shards": [
-            {"path": os.path.relpath(path, out), "num_rows": steps, "num_episodes": -(-steps // 40),
-             "sha256": sha256_file(path), "bytes": os.path.getsize(path)}]}
+        manifest["datasets"][d] = {
+            "num_transitions": steps,
+            "num_trajectories": -(-steps // 40),
+            "shards": [
+                {
+                    "path": os.path.relpath(path, out),
+                    "num_rows": steps,
+                    "num_episodes": -(-steps // 40),
+                    "sha256": sha256_file(path),
+                    "bytes": os.path.getsize(path),
+                }
+            ],
+        }
     with open(os.path.join(out, "manifest.json"), "w") as f:
         json.dump(manifest, f)
     return jpegs
@@ -83,11 +102,16 @@ def main(argv=None) -> int:
             plain.append(np.asarray(im.convert("RGB")))
     plain_rate = n_plain / (time.perf_counter() - t)
     no_decode = rate(MixtureDataset(out, mode="stream", shuffle_buffer=10_000, seed=0), args.n)
-    decode = rate(MixtureDataset(out, mode="stream", shuffle_buffer=10_000, seed=0, decode_images=True),
-                  min(args.n, 5000))
-    print(f"3 datasets x {args.steps:,} steps, {args.size}x{args.size} JPEG ({np.mean([len(j) for j in jpegs]) / 1e3:.1f} kB), one core")
+    decode = rate(
+        MixtureDataset(out, mode="stream", shuffle_buffer=10_000, seed=0, decode_images=True), min(args.n, 5000)
+    )
+    print(
+        f"3 datasets x {args.steps:,} steps, {args.size}x{args.size} JPEG ({np.mean([len(j) for j in jpegs]) / 1e3:.1f} kB), one core"
+    )
     print(f"  reader, no decode       {no_decode:10,.0f} steps/s   (goal >= 20,000)")
-    print(f"  reader + JPEG decode    {decode:10,.0f} steps/s   {decode / plain_rate:.2f} x plain decode (goal >= 0.80)")
+    print(
+        f"  reader + JPEG decode    {decode:10,.0f} steps/s   {decode / plain_rate:.2f} x plain decode (goal >= 0.80)"
+    )
     print(f"  plain JPEG decode       {plain_rate:10,.0f} images/s")
     return 0
 

@@ -8,13 +8,14 @@ baseline   TFDS as_dataset over whole episodes (every feature decoded), a Python
            np.quantile over the concatenated actions: the way OpenVLA computes its statistics
 Each runs in a fresh process and is timed after its imports; peak RSS is that process's.
 """
+
 from __future__ import annotations
 
 import argparse
 
 from bench.common import DATASETS, ensure, measure, table
 
-FLOOR = '''
+FLOOR = """
 import glob, time
 t0 = time.perf_counter()
 n = 0
@@ -27,9 +28,9 @@ for f in sorted(glob.glob("{data}/*/*/*.tfrecord-*")):
                 n += len(b)
 result["bytes"] = n
 result["seconds"] = time.perf_counter() - t0
-'''
+"""
 
-PASS = '''
+PASS = """
 from manifests.registry import load_registry
 from sources.episodes import dataset_episodes, is_problem
 from sources.rlds import open_dataset
@@ -47,9 +48,9 @@ for name in {names}:
     steps += acc.extract()["num_transitions"]
 result["steps"] = steps
 result["seconds"] = time.perf_counter() - t0
-'''
+"""
 
-BEAM = '''
+BEAM = """
 import tempfile, time
 import apache_beam, tensorflow, tensorflow_datasets
 from pipeline.run import main
@@ -58,9 +59,9 @@ with tempfile.TemporaryDirectory() as out:
     assert main(["--datasets", ",".join(n + "=1" for n in {names}), "--data-dir", "{data}", "--out", out,
                  "--stages", "stats"]) == 0
 result["seconds"] = time.perf_counter() - t0
-'''
+"""
 
-BASELINE = '''
+BASELINE = """
 import numpy as np, tensorflow_datasets as tfds
 from manifests.registry import load_registry
 from sources.rlds import open_dataset
@@ -90,7 +91,7 @@ for name in {names}:
     steps += len(a)
 result["steps"] = steps
 result["seconds"] = time.perf_counter() - t0
-'''
+"""
 
 
 def main(argv=None) -> int:
@@ -101,27 +102,45 @@ def main(argv=None) -> int:
     for factor in (1, 4):
         data = ensure(args.episodes * factor)
         names = repr(DATASETS)
-        r = {k: measure(code.format(data=data, names=names)) for k, code in
-             (("floor", FLOOR), ("pass", PASS), ("beam", BEAM), ("baseline", BASELINE))}
+        r = {
+            k: measure(code.format(data=data, names=names))
+            for k, code in (("floor", FLOOR), ("pass", PASS), ("beam", BEAM), ("baseline", BASELINE))
+        }
         results[factor] = r
         mb = r["floor"]["bytes"] / 1e6
         for k in ("floor", "pass", "beam", "baseline"):
-            rows.append([f"{factor}x", f"{mb:.0f} MB", k, f"{r[k]['seconds']:.2f}", f"{r[k]['peak_rss_mb']:.0f}",
-                         f"{r[k]['seconds'] / r['floor']['seconds']:.2f}"])
+            rows.append(
+                [
+                    f"{factor}x",
+                    f"{mb:.0f} MB",
+                    k,
+                    f"{r[k]['seconds']:.2f}",
+                    f"{r[k]['peak_rss_mb']:.0f}",
+                    f"{r[k]['seconds'] / r['floor']['seconds']:.2f}",
+                ]
+            )
     print(f"datasets: {', '.join(DATASETS)}; {args.episodes} and {4 * args.episodes} train episodes each")
     print(table(rows, ["size", "shards", "what", "seconds", "peak RSS MB", "x floor"]))
     r4, r1 = results[4], results[1]
-    print(f"at 4x: pass is {r4['baseline']['seconds'] / r4['pass']['seconds']:.1f}x faster than the baseline "
-          f"(goal >= 10x) and {r4['pass']['seconds'] / r4['floor']['seconds']:.2f}x the floor (goal <= 2x); "
-          f"beam job {r4['baseline']['seconds'] / r4['beam']['seconds']:.1f}x faster than the baseline, "
-          f"{r4['beam']['seconds'] / r4['floor']['seconds']:.2f}x the floor")
+    print(
+        f"at 4x: pass is {r4['baseline']['seconds'] / r4['pass']['seconds']:.1f}x faster than the baseline "
+        f"(goal >= 10x) and {r4['pass']['seconds'] / r4['floor']['seconds']:.2f}x the floor (goal <= 2x); "
+        f"beam job {r4['baseline']['seconds'] / r4['beam']['seconds']:.1f}x faster than the baseline, "
+        f"{r4['beam']['seconds'] / r4['floor']['seconds']:.2f}x the floor"
+    )
+
     def marginal(k):  # seconds per extra byte between 1x and 4x, as a multiple of the floor's
         return (r4[k]["seconds"] - r1[k]["seconds"]) / (r4["floor"]["seconds"] - r1["floor"]["seconds"])
-    print(f"marginal cost (4x - 1x) as a multiple of the floor's: pass {marginal('pass'):.2f}, "
-          f"beam {marginal('beam'):.2f}, baseline {marginal('baseline'):.2f}")
-    print(f"peak memory 4x / 1x: pass {r4['pass']['peak_rss_mb'] / r1['pass']['peak_rss_mb']:.2f}, "
-          f"beam {r4['beam']['peak_rss_mb'] / r1['beam']['peak_rss_mb']:.2f}, "
-          f"baseline {r4['baseline']['peak_rss_mb'] / r1['baseline']['peak_rss_mb']:.2f} (goal <= 1.2)")
+
+    print(
+        f"marginal cost (4x - 1x) as a multiple of the floor's: pass {marginal('pass'):.2f}, "
+        f"beam {marginal('beam'):.2f}, baseline {marginal('baseline'):.2f}"
+    )
+    print(
+        f"peak memory 4x / 1x: pass {r4['pass']['peak_rss_mb'] / r1['pass']['peak_rss_mb']:.2f}, "
+        f"beam {r4['beam']['peak_rss_mb'] / r1['beam']['peak_rss_mb']:.2f}, "
+        f"baseline {r4['baseline']['peak_rss_mb'] / r1['baseline']['peak_rss_mb']:.2f} (goal <= 1.2)"
+    )
     return 0
 
 

@@ -4,6 +4,7 @@ encode / decode     grids.tokenizer on N actions (SpatialVLA's published pre-tra
 plain numpy         the same tokens written plainly: arccos, atan2, six np.searchsorted
 per-row loop        Python loop per action with bisect (a naive baseline), on a subset
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,9 +21,17 @@ from grids.grid import grid_from_gaussians  # noqa: E402
 from grids.spherical import to_spherical  # noqa: E402
 from grids.tokenizer import ActionTokenizer  # noqa: E402
 
-SPATIALVLA_PLUS = {"x": (0.027242, 0.359492), "y": (0.025089, 0.358303), "z": (-0.103679, 0.389123),
-                   "theta": (1.873971, 0.779843), "phi": (0.087969, 1.692124), "r": (0.548087, 0.347498),
-                   "roll": (-0.016499, 0.380490), "pitch": (0.028463, 0.299122), "yaw": (-0.004914, 0.390230)}
+SPATIALVLA_PLUS = {
+    "x": (0.027242, 0.359492),
+    "y": (0.025089, 0.358303),
+    "z": (-0.103679, 0.389123),
+    "theta": (1.873971, 0.779843),
+    "phi": (0.087969, 1.692124),
+    "r": (0.548087, 0.347498),
+    "roll": (-0.016499, 0.380490),
+    "pitch": (0.028463, 0.299122),
+    "yaw": (-0.004914, 0.390230),
+}
 
 
 def best_of(f, repeat=5) -> float:
@@ -36,8 +45,10 @@ def best_of(f, repeat=5) -> float:
 
 def plain(grid, a):
     theta, phi, r = to_spherical(np.clip(a[:, :3], -1, 1))
-    return [np.searchsorted(grid.edges[v][1:-1], x, side="right") for v, x in
-            (("theta", theta), ("phi", phi), ("r", r), ("roll", a[:, 3]), ("pitch", a[:, 4]), ("yaw", a[:, 5]))]
+    return [
+        np.searchsorted(grid.edges[v][1:-1], x, side="right")
+        for v, x in (("theta", theta), ("phi", phi), ("r", r), ("roll", a[:, 3]), ("pitch", a[:, 4]), ("yaw", a[:, 5]))
+    ]
 
 
 def per_row(grid, a):
@@ -47,9 +58,17 @@ def per_row(grid, a):
         r = math.sqrt(x * x + y * y + z * z)
         th = math.acos(z / r) if r > 0 else math.pi / 2
         ph = math.atan2(y, x)
-        out.append([bisect.bisect_right(edges["theta"], th), bisect.bisect_right(edges["phi"], ph),
-                    bisect.bisect_right(edges["r"], r), bisect.bisect_right(edges["roll"], ro),
-                    bisect.bisect_right(edges["pitch"], pi), bisect.bisect_right(edges["yaw"], ya), g >= 0.5])
+        out.append(
+            [
+                bisect.bisect_right(edges["theta"], th),
+                bisect.bisect_right(edges["phi"], ph),
+                bisect.bisect_right(edges["r"], r),
+                bisect.bisect_right(edges["roll"], ro),
+                bisect.bisect_right(edges["pitch"], pi),
+                bisect.bisect_right(edges["yaw"], ya),
+                g >= 0.5,
+            ]
+        )
     return out
 
 
@@ -71,9 +90,11 @@ def main(argv=None) -> int:
     print(f"{args.n:,} actions, float32, one thread (OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']})")
     for k, v in rates.items():
         print(f"  {k:45s} {v / 1e6:8.2f} M actions/s   {v / rates['encode']:6.3f} x encode")
-    print(f"encode: {rates['encode'] / 1e6:.1f}M actions/s (goal >= 10M); "
-          f"{rates['encode'] / rates['plain numpy (arccos, atan2, searchsorted)']:.1f}x the plain numpy version, "
-          f"{rates['encode'] / rates['per-row Python loop']:.0f}x the per-row loop")
+    print(
+        f"encode: {rates['encode'] / 1e6:.1f}M actions/s (goal >= 10M); "
+        f"{rates['encode'] / rates['plain numpy (arccos, atan2, searchsorted)']:.1f}x the plain numpy version, "
+        f"{rates['encode'] / rates['per-row Python loop']:.0f}x the per-row loop"
+    )
     return 0
 
 

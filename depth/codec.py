@@ -1,13 +1,13 @@
 """Depth as stored in the shards: uint16 millimetres (0 = invalid), a 16-bit grayscale PNG per
 frame (lossless). Pure numpy + PIL: a trainer decodes with it."""
+
 from __future__ import annotations
 
 import io
 
 import numpy as np
 
-DEPTH_FORMAT = {"encoding": "png16", "dtype": "uint16", "units": "millimetres", "invalid": 0,
-                "max_metres": 65.535}
+DEPTH_FORMAT = {"encoding": "png16", "dtype": "uint16", "units": "millimetres", "invalid": 0, "max_metres": 65.535}
 
 
 def depth_to_uint16_mm(depth_m: np.ndarray) -> np.ndarray:

@@ -3,6 +3,7 @@
 Pure numpy, importable by a trainer. Pixel (u, v) = (column, row) has its centre at
 integer coordinates (OpenCV's convention): X = (u - cx) Z / fx, Y = (v - cy) Z / fy, Z = depth.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,7 +13,7 @@ def backproject(depth: np.ndarray, fx: float, fy: float, cx: float, cy: float) -
     """depth [H, W] in metres (NaN or 0 = invalid) -> camera-frame points [H, W, 3] (NaN where invalid)."""
     depth = np.asarray(depth, np.float64)
     z = np.where(np.isfinite(depth) & (depth > 0), depth, np.nan)
-    v, u = np.mgrid[0:depth.shape[0], 0:depth.shape[1]]
+    v, u = np.mgrid[0 : depth.shape[0], 0 : depth.shape[1]]
     return np.stack([(u - cx) * z / fx, (v - cy) * z / fy, z], axis=-1)
 
 

@@ -6,6 +6,7 @@ for parity with the paper's code). Weights come from a local directory or the Hu
 cache, never from the network. Without weights, `DepthWeightsNotFound` says where it looked:
 the run reports depth as skipped, it never writes made-up depth.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -27,13 +28,15 @@ class DepthWeightsNotFound(Exception):
 
 # ---------------------------------------------------------------- finding weights
 
+
 def find_weights(model_dir: str | None = None, model_id: str = DEFAULT_MODEL) -> Path:
     """A local checkpoint directory: the one given, else the HF cache's snapshot of model_id."""
     if model_dir:
         path = Path(model_dir)
         if not (path / "config.json").exists() or not any((path / w).exists() for w in WEIGHT_FILES):
-            raise DepthWeightsNotFound(f"no ZoeDepth checkpoint in '{model_dir}' (needs config.json and "
-                                       f"{' or '.join(WEIGHT_FILES)})")
+            raise DepthWeightsNotFound(
+                f"no ZoeDepth checkpoint in '{model_dir}' (needs config.json and {' or '.join(WEIGHT_FILES)})"
+            )
         return path
     try:
         from huggingface_hub import snapshot_download
@@ -41,9 +44,11 @@ def find_weights(model_dir: str | None = None, model_id: str = DEFAULT_MODEL) ->
         return Path(snapshot_download(model_id, local_files_only=True))
     except Exception:
         cache = os.environ.get("HF_HUB_CACHE") or os.path.join(
-            os.environ.get("HF_HOME", os.path.expanduser("~/.cache/huggingface")), "hub")
-        raise DepthWeightsNotFound(f"no ZoeDepth weights: --depth-model not given and '{model_id}' is not in the "
-                                   f"Hugging Face cache ({cache})") from None
+            os.environ.get("HF_HOME", os.path.expanduser("~/.cache/huggingface")), "hub"
+        )
+        raise DepthWeightsNotFound(
+            f"no ZoeDepth weights: --depth-model not given and '{model_id}' is not in the Hugging Face cache ({cache})"
+        ) from None
 
 
 def weights_fingerprint(path: Path) -> str:
@@ -51,6 +56,7 @@ def weights_fingerprint(path: Path) -> str:
 
 
 # ---------------------------------------------------------------- the estimator
+
 
 def _device(device: str | None):
     import torch
@@ -66,8 +72,13 @@ class DepthEstimator:
         self.name, self.weights_sha256, self.backend = name, weights_sha256, backend
 
     @classmethod
-    def load(cls, model_dir: str | None = None, backend: str = "transformers", device: str | None = None,
-             model_id: str = DEFAULT_MODEL) -> DepthEstimator:
+    def load(
+        cls,
+        model_dir: str | None = None,
+        backend: str = "transformers",
+        device: str | None = None,
+        model_id: str = DEFAULT_MODEL,
+    ) -> DepthEstimator:
         dev = _device(device)
         if backend == "hub":
             return cls._load_hub(model_dir, dev)
@@ -85,8 +96,10 @@ class DepthEstimator:
         import torch
 
         if not repo_dir or not (Path(repo_dir) / "hubconf.py").exists():
-            raise DepthWeightsNotFound(f"--depth-backend hub needs --depth-model pointing at a local ZoeDepth "
-                                       f"clone with hubconf.py (got {repo_dir!r})")
+            raise DepthWeightsNotFound(
+                f"--depth-backend hub needs --depth-model pointing at a local ZoeDepth "
+                f"clone with hubconf.py (got {repo_dir!r})"
+            )
         try:
             model = torch.hub.load(repo_dir, "ZoeD_NK", source="local", pretrained=True).to(dev).eval()
         except (OSError, RuntimeError) as e:
@@ -96,8 +109,13 @@ class DepthEstimator:
 
     def describe(self) -> dict:
         size = getattr(self.processor, "size", None) if self.processor is not None else None
-        return {"model": self.name, "backend": self.backend, "weights_sha256": self.weights_sha256,
-                "input_size": dict(size) if size else None, "units": "metres before storage"}
+        return {
+            "model": self.name,
+            "backend": self.backend,
+            "weights_sha256": self.weights_sha256,
+            "input_size": dict(size) if size else None,
+            "units": "metres before storage",
+        }
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """uint8 [B, H, W, 3] -> float32 metres [B, H, W] at the input size."""
@@ -105,8 +123,10 @@ class DepthEstimator:
 
         images = np.asarray(images)
         b, h, w = images.shape[:3]
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.float16,
-                                                    enabled=self.device.type == "cuda"):
+        with (
+            torch.inference_mode(),
+            torch.autocast(self.device.type, dtype=torch.float16, enabled=self.device.type == "cuda"),
+        ):
             if self.backend == "hub":
                 x = torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2).float() / 255.0
                 return self.model.infer(x)[:, 0].float().cpu().numpy()
@@ -124,6 +144,7 @@ def postprocess(predicted, source_hw: tuple[int, int], remove_padding: bool = Tr
     h, w = source_hw
     pad_h = int(math.sqrt(h / 2) * 3) if remove_padding else 0
     pad_w = int(math.sqrt(w / 2) * 3) if remove_padding else 0
-    depth = F.interpolate(predicted[:, None], size=(h + 2 * pad_h, w + 2 * pad_w), mode="bicubic",
-                          align_corners=False, antialias=False)[:, 0]
-    return depth[:, pad_h:pad_h + h, pad_w:pad_w + w]
+    depth = F.interpolate(
+        predicted[:, None], size=(h + 2 * pad_h, w + 2 * pad_w), mode="bicubic", align_corners=False, antialias=False
+    )[:, 0]
+    return depth[:, pad_h : pad_h + h, pad_w : pad_w + w]

@@ -1,4 +1,5 @@
 """Normalized actions to look at or fit on: a .npy file [N, 7] or an export's shards (sampled)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -30,7 +31,9 @@ def load_actions(path: str, max_rows: int = MAX_ROWS) -> tuple[np.ndarray, np.nd
         if not ds["shards"]:
             continue
         cols = [open_ipc(shard_path(path, s), columns=["action"]).read_all().column("action") for s in ds["shards"]]
-        a = np.concatenate([c.combine_chunks().values.to_numpy(zero_copy_only=False) for c in cols]).reshape(-1, 7)[::stride]
+        a = np.concatenate([c.combine_chunks().values.to_numpy(zero_copy_only=False) for c in cols]).reshape(-1, 7)[
+            ::stride
+        ]
         actions.append(a)
         weights.append(np.full(len(a), manifest["effective_weights"][name] / max(len(a), 1)))
     return np.concatenate(actions).astype(np.float64), np.concatenate(weights)

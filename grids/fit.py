@@ -8,6 +8,7 @@ quantile edges, precise to range / FINE; and a uniform sample of at most SAMPLE 
 smallest hashes of (episode id, step): deterministic whatever the bundling, mergeable) on
 which the grid's quality metrics are measured.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -84,8 +85,10 @@ class FitAccumulator:
 
     def gs_params(self, min_sigma: float = 1e-6) -> dict:
         sigma = np.sqrt(self.m2 / self.weight)
-        return {name: {"mu": float(self.mean[j]), "sigma": float(max(sigma[j], min_sigma))}
-                for j, name in enumerate(VARIABLES)}
+        return {
+            name: {"mu": float(self.mean[j]), "sigma": float(max(sigma[j], min_sigma))}
+            for j, name in enumerate(VARIABLES)
+        }
 
     def histograms(self) -> dict:
         return {name: self.hist[j] for j, name in enumerate(VARIABLES)}

@@ -4,6 +4,7 @@ A grid file means to this pipeline exactly what it means to a released SpatialVL
 checkpoint: the same `num_bins`, `gs_params` and `bin_policy` layout, the same edge formula
 ppf(linspace(cdf(lo), cdf(hi), n + 1)) clipped to [lo, hi].
 """
+
 from __future__ import annotations
 
 import json
@@ -19,9 +20,17 @@ from storage.jsonio import canonical
 TRANSLATION = ("theta", "phi", "r")
 ROTATION = ("roll", "pitch", "yaw")
 VARIABLES = ("x", "y", "z", *TRANSLATION, *ROTATION)
-RANGES = {"theta": (0.0, math.pi), "phi": (-math.pi, math.pi), "r": (0.0, math.sqrt(3.0)),
-          "roll": (-1.0, 1.0), "pitch": (-1.0, 1.0), "yaw": (-1.0, 1.0),
-          "x": (-1.0, 1.0), "y": (-1.0, 1.0), "z": (-1.0, 1.0)}
+RANGES = {
+    "theta": (0.0, math.pi),
+    "phi": (-math.pi, math.pi),
+    "r": (0.0, math.sqrt(3.0)),
+    "roll": (-1.0, 1.0),
+    "pitch": (-1.0, 1.0),
+    "yaw": (-1.0, 1.0),
+    "x": (-1.0, 1.0),
+    "y": (-1.0, 1.0),
+    "z": (-1.0, 1.0),
+}
 DEFAULT_COUNTS = {"theta": 16, "phi": 32, "r": 8, "roll": 16, "pitch": 16, "yaw": 16, "gripper": 2}
 
 
@@ -67,12 +76,17 @@ class ActionGrid:
     def to_json(self) -> dict:
         c = self.counts
         out = {
-            "num_bins": {"translation": {f"{v}_bins": c[v] for v in TRANSLATION},
-                         "rotation": {f"{v}_bins": c[v] for v in ROTATION},
-                         "gripper": c["gripper"], "total": self.total_tokens},
+            "num_bins": {
+                "translation": {f"{v}_bins": c[v] for v in TRANSLATION},
+                "rotation": {f"{v}_bins": c[v] for v in ROTATION},
+                "gripper": c["gripper"],
+                "total": self.total_tokens,
+            },
             "gs_params": {v: {"mu": float(p["mu"]), "sigma": float(p["sigma"])} for v, p in self.gs_params.items()},
-            "bin_policy": {"translation": {f"{v}_bins": [float(x) for x in self.edges[v]] for v in TRANSLATION},
-                           "rotation": {f"{v}_bins": [float(x) for x in self.edges[v]] for v in ROTATION}},
+            "bin_policy": {
+                "translation": {f"{v}_bins": [float(x) for x in self.edges[v]] for v in TRANSLATION},
+                "rotation": {f"{v}_bins": [float(x) for x in self.edges[v]] for v in ROTATION},
+            },
             "use_spherical": True,
             "distribution": self.distribution,
             "provenance": self.provenance,
@@ -88,8 +102,11 @@ class ActionGrid:
     def from_json(cls, doc: dict, source: str = "grid") -> ActionGrid:
         try:
             nb = doc["num_bins"]
-            counts = {**{v: int(nb["translation"][f"{v}_bins"]) for v in TRANSLATION},
-                      **{v: int(nb["rotation"][f"{v}_bins"]) for v in ROTATION}, "gripper": int(nb.get("gripper", 2))}
+            counts = {
+                **{v: int(nb["translation"][f"{v}_bins"]) for v in TRANSLATION},
+                **{v: int(nb["rotation"][f"{v}_bins"]) for v in ROTATION},
+                "gripper": int(nb.get("gripper", 2)),
+            }
             policy = doc["bin_policy"]
             edges = {v: np.asarray(policy["translation"][f"{v}_bins"], np.float64) for v in TRANSLATION}
             edges |= {v: np.asarray(policy["rotation"][f"{v}_bins"], np.float64) for v in ROTATION}
@@ -102,8 +119,14 @@ class ActionGrid:
                 raise GridFileError(f"{source}: {v}_bins has {len(e)} edges, num_bins says {counts[v]} bins")
             if not (np.isfinite(e).all() and (np.diff(e) >= 0).all()):
                 raise GridFileError(f"{source}: {v}_bins edges are not finite and increasing")
-        return cls(counts, edges, doc.get("gs_params", {}), doc.get("distribution", "gaussian"),
-                   doc.get("provenance", {}), doc.get("metrics"))
+        return cls(
+            counts,
+            edges,
+            doc.get("gs_params", {}),
+            doc.get("distribution", "gaussian"),
+            doc.get("provenance", {}),
+            doc.get("metrics"),
+        )
 
     @classmethod
     def load(cls, path: str) -> ActionGrid:
@@ -124,15 +147,16 @@ def _counts(counts: dict | None) -> dict:
 
 def grid_from_gaussians(gs_params: dict, counts: dict | None = None, **kw) -> ActionGrid:
     c = _counts(counts)
-    edges = {v: gaussian_edges(*RANGES[v], gs_params[v]["mu"], gs_params[v]["sigma"], c[v])
-             for v in (*TRANSLATION, *ROTATION)}
+    edges = {
+        v: gaussian_edges(*RANGES[v], gs_params[v]["mu"], gs_params[v]["sigma"], c[v])
+        for v in (*TRANSLATION, *ROTATION)
+    }
     return ActionGrid(c, edges, gs_params, "gaussian", **kw)
 
 
 def uniform_grid(counts: dict | None = None, **kw) -> ActionGrid:
     c = _counts(counts)
-    return ActionGrid(c, {v: uniform_edges(*RANGES[v], c[v]) for v in (*TRANSLATION, *ROTATION)},
-                      {}, "uniform", **kw)
+    return ActionGrid(c, {v: uniform_edges(*RANGES[v], c[v]) for v in (*TRANSLATION, *ROTATION)}, {}, "uniform", **kw)
 
 
 def empirical_edges(hist: np.ndarray, lo: float, hi: float, n: int) -> np.ndarray:

@@ -4,6 +4,7 @@ A terminal summary of a grid (per variable: mu, sigma, bins, edges, occupancy, e
 PNG plots: per variable, the data's histogram with the fitted Gaussian and the bin edges over
 it (without --data: the Gaussian and the edges alone); with data, a token occupancy chart.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,25 +17,37 @@ from grids.grid import RANGES, ROTATION, TRANSLATION, VARIABLES, ActionGrid, Gri
 
 
 def summary(grid: ActionGrid, metrics: dict | None) -> str:
-    lines = [f"grid: {grid.distribution}, {grid.total_tokens} tokens "
-             f"(translation {grid.translation_tokens}, rotation {grid.rotation_tokens}, gripper {grid.counts['gripper']})"]
-    lines.append(f"{'variable':8s} {'mu':>9s} {'sigma':>8s} {'bins':>4s}  {'occ min':>8s} {'occ max':>8s} {'entropy':>7s}  edges")
+    lines = [
+        f"grid: {grid.distribution}, {grid.total_tokens} tokens "
+        f"(translation {grid.translation_tokens}, rotation {grid.rotation_tokens}, gripper {grid.counts['gripper']})"
+    ]
+    lines.append(
+        f"{'variable':8s} {'mu':>9s} {'sigma':>8s} {'bins':>4s}  {'occ min':>8s} {'occ max':>8s} {'entropy':>7s}  edges"
+    )
     for v in VARIABLES:
         gs = grid.gs_params.get(v, {})
         mu = f"{gs['mu']:9.4f}" if gs else f"{'-':>9s}"
         sigma = f"{gs['sigma']:8.4f}" if gs else f"{'-':>8s}"
         if v in grid.edges:
             e = grid.edges[v]
-            edges = " ".join(f"{x:.3f}" for x in (e if len(e) <= 9 else [*e[:4], np.nan, *e[-4:]])).replace("nan", "...")
+            edges = " ".join(f"{x:.3f}" for x in (e if len(e) <= 9 else [*e[:4], np.nan, *e[-4:]])).replace(
+                "nan", "..."
+            )
             m = (metrics or {}).get("variables", {}).get(v)
-            occ = f"{m['occupancy_min']:8.4f} {m['occupancy_max']:8.4f} {m['entropy']:7.3f}" if m else f"{'-':>8s} {'-':>8s} {'-':>7s}"
+            occ = (
+                f"{m['occupancy_min']:8.4f} {m['occupancy_max']:8.4f} {m['entropy']:7.3f}"
+                if m
+                else f"{'-':>8s} {'-':>8s} {'-':>7s}"
+            )
             lines.append(f"{v:8s} {mu} {sigma} {grid.counts[v]:4d}  {occ}  {edges}")
         else:
             lines.append(f"{v:8s} {mu} {sigma} {'-':>4s}")
     if metrics:
-        lines.append(f"token entropy {metrics['token_entropy']:.4f} (translation {metrics['translation_token_entropy']:.4f}, "
-                     f"rotation {metrics['rotation_token_entropy']:.4f}); mean quantization error "
-                     f"{metrics['mean_quantization_error']:.4f} ({metrics['quantization_error_vs_uniform']:.3f} x uniform grid's)")
+        lines.append(
+            f"token entropy {metrics['token_entropy']:.4f} (translation {metrics['translation_token_entropy']:.4f}, "
+            f"rotation {metrics['rotation_token_entropy']:.4f}); mean quantization error "
+            f"{metrics['mean_quantization_error']:.4f} ({metrics['quantization_error_vs_uniform']:.3f} x uniform grid's)"
+        )
     return "\n".join(lines)
 
 
@@ -55,7 +68,9 @@ def plot(grid: ActionGrid, out_dir: str, values: dict | None, weights, metrics: 
         gs = grid.gs_params.get(v)
         if gs:
             x = np.linspace(lo, hi, 400)
-            ax.plot(x, norm.pdf(x, gs["mu"], gs["sigma"]), color="tab:blue", label=f"N({gs['mu']:.3f}, {gs['sigma']:.3f})")
+            ax.plot(
+                x, norm.pdf(x, gs["mu"], gs["sigma"]), color="tab:blue", label=f"N({gs['mu']:.3f}, {gs['sigma']:.3f})"
+            )
         for e in grid.edges.get(v, []):
             ax.axvline(e, color="tab:red", lw=0.6, alpha=0.7)
         ax.set_xlim(lo, hi)

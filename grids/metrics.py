@@ -1,4 +1,5 @@
 """How well a grid fits data: bin occupancy, token entropy, quantization error vs a uniform grid."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -37,9 +38,12 @@ def grid_metrics(grid: ActionGrid, actions: np.ndarray, weights: np.ndarray | No
     for v in (*TRANSLATION, *ROTATION):
         occ = np.bincount(tok.bins(v, values[v]), weights=weights, minlength=grid.counts[v])
         share = occ / occ.sum()
-        per_variable[v] = {"occupancy": [round(float(s), 6) for s in share],
-                           "occupancy_min": float(share.min()), "occupancy_max": float(share.max()),
-                           "entropy": normalized_entropy(occ)}
+        per_variable[v] = {
+            "occupancy": [round(float(s), 6) for s in share],
+            "occupancy_min": float(share.min()),
+            "occupancy_max": float(share.max()),
+            "entropy": normalized_entropy(occ),
+        }
     trans = np.bincount(tokens[:, 0], weights=weights, minlength=grid.translation_tokens)
     rot = np.bincount(tokens[:, 1] - tok.rotation_offset, weights=weights, minlength=grid.rotation_tokens)
     error = _quantization_error(tok, actions, weights)

@@ -12,6 +12,7 @@ so its embedding row starts as the weighted mix of old rows, the way SpatialVLA 
 its action-token embeddings; gripper tokens map to themselves. `--retokenize OUT` rewrites
 that export's action_tokens with the new grid (shards.rewrite, as pipeline.export does).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,7 +29,9 @@ from storage import files
 PERIODIC = {"phi": 2 * np.pi}
 
 
-def axis_weights(new_centres: np.ndarray, old_centres: np.ndarray, period: float | None = None) -> list[list[tuple[int, float]]]:
+def axis_weights(
+    new_centres: np.ndarray, old_centres: np.ndarray, period: float | None = None
+) -> list[list[tuple[int, float]]]:
     """For each new centre: [(old index, weight)] of linear interpolation between the old centres
     that bracket it; outside the old centres, the nearest one (or, on a periodic axis, across the wrap)."""
     out = []
@@ -58,7 +61,7 @@ def embedding_map(old: ActionGrid, new: ActionGrid) -> sp.csr_matrix:
     def block(variables, offset):
         per_axis = [axis_weights(new.centres(v), old.centres(v), PERIODIC.get(v)) for v in variables]
         sizes = [new.counts[v] for v in variables]
-        strides = [int(np.prod(sizes[i + 1:])) for i in range(len(sizes))]
+        strides = [int(np.prod(sizes[i + 1 :])) for i in range(len(sizes))]
         for idx in itertools.product(*(range(s) for s in sizes)):
             r = offset + sum(i * s for i, s in zip(idx, strides))
             for combo in itertools.product(*(per_axis[a][i] for a, i in enumerate(idx))):
@@ -145,10 +148,16 @@ def actions_from_rlds(args) -> tuple[np.ndarray, np.ndarray]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m grids.rediscretize", description=__doc__.split("\n\n")[0])
     p.add_argument("--base", required=True, help="the grid the model was trained with")
-    p.add_argument("--data", help="the new robot's data: an output directory of "
-                   "`python -m pipeline.run --datasets my_robot=1 ...` or a .npy of normalized actions")
-    p.add_argument("--data-dir", help="or its RLDS data: a data root, with --mixture FILE (a custom dataset "
-                   "entry) or --datasets NAME=W (registry datasets)")
+    p.add_argument(
+        "--data",
+        help="the new robot's data: an output directory of "
+        "`python -m pipeline.run --datasets my_robot=1 ...` or a .npy of normalized actions",
+    )
+    p.add_argument(
+        "--data-dir",
+        help="or its RLDS data: a data root, with --mixture FILE (a custom dataset "
+        "entry) or --datasets NAME=W (registry datasets)",
+    )
     p.add_argument("--mixture", help="with --data-dir: a mixture name or file")
     p.add_argument("--datasets", help="with --data-dir: NAME=WEIGHT[,...]")
     p.add_argument("--work", help="with --data-dir: where the statistics go (default: beside --out)")
@@ -161,7 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     from grids.metrics import grid_metrics
 
     if (args.data is None) == (args.data_dir is None):
-        print("error: give --data (an output directory or .npy) or --data-dir with --mixture/--datasets", file=sys.stderr)
+        print(
+            "error: give --data (an output directory or .npy) or --data-dir with --mixture/--datasets", file=sys.stderr
+        )
         return 2
     try:
         base = ActionGrid.load(args.base)
@@ -179,8 +190,10 @@ def main(argv: list[str] | None = None) -> int:
     with files.open_file(map_path, "wb") as f:
         sp.save_npz(f, embedding_map(base, new))
     before = grid_metrics(base, actions, weights)["token_entropy"]
-    print(f"new grid: {args.out} (token entropy on the new data {new.metrics['token_entropy']:.3f}, "
-          f"base grid's {before:.3f}); embedding map: {map_path}")
+    print(
+        f"new grid: {args.out} (token entropy on the new data {new.metrics['token_entropy']:.3f}, "
+        f"base grid's {before:.3f}); embedding map: {map_path}"
+    )
     if args.retokenize:
         from grids.tokenizer import ActionTokenizer
         from shards.manifest import ManifestError, verify_manifest

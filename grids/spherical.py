@@ -1,4 +1,5 @@
 """Cartesian <-> spherical translation (theta: polar angle from +z, phi: azimuth, r: norm)."""
+
 from __future__ import annotations
 
 import numpy as np

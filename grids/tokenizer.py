@@ -18,6 +18,7 @@ of an edge. Each variable is binned through a lookup table of fine cells plus on
 with the next edge; cells near an edge boundary fall back to a binary search, so the result
 equals np.searchsorted exactly.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -88,7 +89,7 @@ class ActionTokenizer:
         a = np.asarray(actions).reshape(-1, 7)
         out = np.empty((len(a), 3), np.int32)
         for i in range(0, len(a), BLOCK):
-            self._encode_block(a[i:i + BLOCK], out[i:i + BLOCK])
+            self._encode_block(a[i : i + BLOCK], out[i : i + BLOCK])
         return out
 
     def _encode_block(self, a: np.ndarray, out: np.ndarray) -> None:
@@ -114,8 +115,11 @@ class ActionTokenizer:
         t = np.asarray(tokens, np.int64).reshape(-1, 3)
         n, c = self.n, self.centres
         tr = t[:, 0]
-        if ((tr < 0) | (tr >= self.rotation_offset)).any() or ((t[:, 1] < self.rotation_offset) | (t[:, 1] >= self.gripper_offset)).any() \
-                or ((t[:, 2] < self.gripper_offset) | (t[:, 2] >= self.vocab_size)).any():
+        if (
+            ((tr < 0) | (tr >= self.rotation_offset)).any()
+            or ((t[:, 1] < self.rotation_offset) | (t[:, 1] >= self.gripper_offset)).any()
+            or ((t[:, 2] < self.gripper_offset) | (t[:, 2] >= self.vocab_size)).any()
+        ):
             raise ValueError("tokens out of range for this grid's layout")
         i_theta, rest = np.divmod(tr, n["phi"] * n["r"])
         i_phi, i_r = np.divmod(rest, n["r"])

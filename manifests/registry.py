@@ -3,6 +3,7 @@
 Every error is a `RegistryError` whose message is one line naming the file, the
 dataset or mixture, the field and what is wrong.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -39,8 +40,15 @@ class Intrinsics:
     source: str = "default"  # "default" (SpatialVLA's) or "dataset"
 
     def to_dict(self) -> dict:
-        return {"fx": self.fx, "fy": self.fy, "cx": self.cx, "cy": self.cy,
-                "width": self.width, "height": self.height, "source": self.source}
+        return {
+            "fx": self.fx,
+            "fy": self.fy,
+            "cx": self.cx,
+            "cy": self.cy,
+            "width": self.width,
+            "height": self.height,
+            "source": self.source,
+        }
 
 
 @dataclass(frozen=True)
@@ -134,6 +142,7 @@ class Registry:
 
 # ---------------------------------------------------------------- YAML loading
 
+
 class _StrictLoader(yaml.SafeLoader):
     """SafeLoader that refuses duplicate keys (plain YAML keeps the last silently)."""
 
@@ -172,6 +181,7 @@ def load_yaml(path: str | Path) -> Any:
 
 
 # ---------------------------------------------------------------- validation
+
 
 def _suggest(name: str, known) -> str:
     close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
@@ -255,8 +265,13 @@ def _action(raw: Any, where: str) -> ActionSpec:
     drop = raw.get("drop_first_steps", 0)
     if drop:
         _number(drop, f"{where}.drop_first_steps", integer=True)
-    return ActionSpec(translation, rotation, gripper, drop,
-                      _part(Part, relabel, f"{where}.relabel_from_state") if relabel is not None else None)
+    return ActionSpec(
+        translation,
+        rotation,
+        gripper,
+        drop,
+        _part(Part, relabel, f"{where}.relabel_from_state") if relabel is not None else None,
+    )
 
 
 def _intrinsics(raw: Any, default: dict, where: str) -> Intrinsics:
@@ -280,7 +295,9 @@ def _dataset_config(name: str, entry: Any, default_intrinsics: dict, src: str) -
     _require(entry, REQUIRED_DATASET_FIELDS, where)
     unknown = set(entry) - set(REQUIRED_DATASET_FIELDS) - set(OPTIONAL_DATASET_FIELDS)
     if unknown:
-        raise RegistryError(f"{where}: unknown field(s) {sorted(unknown)}{_suggest(sorted(unknown)[0], [*REQUIRED_DATASET_FIELDS, *OPTIONAL_DATASET_FIELDS])}")
+        raise RegistryError(
+            f"{where}: unknown field(s) {sorted(unknown)}{_suggest(sorted(unknown)[0], [*REQUIRED_DATASET_FIELDS, *OPTIONAL_DATASET_FIELDS])}"
+        )
 
     action = _action(entry["action"], f"{where}: action")
     proprio = entry["proprio"] or []
@@ -353,6 +370,7 @@ def load_registry(datasets_file: str | Path = DATASETS_FILE, mixtures_file: str 
 
 # ---------------------------------------------------------------- resolving what the user asked for
 
+
 def parse_inline(spec: str, registry: Registry) -> dict[str, float]:
     """`bridge_orig=1.0,fractal20220817_data=0.5` -> weights."""
     weights: dict[str, float] = {}
@@ -380,8 +398,11 @@ def load_mixture_file(path: str | Path, registry: Registry) -> tuple[str, dict[s
         raise RegistryError(f"{src}: expected a mapping with a 'datasets' field")
     extra = {}
     if "dataset_configs" in doc:
-        extra = parse_datasets({"datasets": doc["dataset_configs"], "default_intrinsics": doc.get("default_intrinsics")},
-                               src, default_intrinsics=_default_intrinsics())
+        extra = parse_datasets(
+            {"datasets": doc["dataset_configs"], "default_intrinsics": doc.get("default_intrinsics")},
+            src,
+            default_intrinsics=_default_intrinsics(),
+        )
         clash = sorted(set(extra) & set(registry.datasets))
         if clash:
             raise RegistryError(f"{src}: dataset_configs: '{clash[0]}' is already in the registry; choose another name")
@@ -396,8 +417,9 @@ def _default_intrinsics() -> dict:
     return load_yaml(DATASETS_FILE)["default_intrinsics"]
 
 
-def resolve_mixture(mixture: str | None = None, datasets: str | None = None,
-                    registry: Registry | None = None) -> Mixture:
+def resolve_mixture(
+    mixture: str | None = None, datasets: str | None = None, registry: Registry | None = None
+) -> Mixture:
     """What `--mixture NAME|FILE` or `--datasets a=w,b=w` names, validated."""
     registry = registry or load_registry()
     if (mixture is None) == (datasets is None):

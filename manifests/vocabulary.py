@@ -1,6 +1,7 @@
 """The project's vocabularies, each one table: the registry validator, the command line and the
 code that implements them all read these, so a name exists in one place.
 """
+
 from __future__ import annotations
 
 # How a dataset stores its gripper; transforms/gripper.py implements each (a test checks both agree).

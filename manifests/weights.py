@@ -1,4 +1,5 @@
 """Sampling weights of a mixture (pure python; shared by the grid fit, the manifest and the reader)."""
+
 from __future__ import annotations
 
 

@@ -2,6 +2,7 @@
 
 Stages import this and the rooms below pipeline/, never each other or the command line.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

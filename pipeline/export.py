@@ -8,6 +8,7 @@ the manifest is then switched atomically to the new files, and only after the sw
 old files removed (shards.rewrite). Row counts and every other column are unchanged.
 Arguments it does not know are Beam pipeline options.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,8 +19,9 @@ from shards.manifest import ManifestError, verify_manifest
 from shards.rewrite import commit_rewrite, plan_rewrite
 
 
-def rewrite(out_dir: str, grid: ActionGrid | None = None, image_size: int | None = None,
-            beam_args: list[str] | None = None) -> dict:
+def rewrite(
+    out_dir: str, grid: ActionGrid | None = None, image_size: int | None = None, beam_args: list[str] | None = None
+) -> dict:
     """Rewrite every shard of out_dir with a new grid and/or image size; returns the new manifest."""
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions

@@ -3,6 +3,7 @@
 Everything after `--` is kept as Beam pipeline options. Bad values are a UsageError: one line,
 exit code 2, nothing written.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,16 +50,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m pipeline.run",
         description="Turn RLDS robot episodes into tokenized SpatialVLA training shards "
-                    "(statistics -> action grids -> depth -> Arrow export).",
+        "(statistics -> action grids -> depth -> Arrow export).",
         epilog="Arguments after `--` are Beam pipeline options, e.g. "
-               "`-- --runner=DataflowRunner --project=P --region=R --temp_location=gs://B/tmp`.",
+        "`-- --runner=DataflowRunner --project=P --region=R --temp_location=gs://B/tmp`.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--mixture", help="a named mixture (e.g. oxe_magic_soup) or a mixture YAML file")
     what.add_argument("--datasets", help="an inline mixture: NAME=WEIGHT[,NAME=WEIGHT...]")
-    p.add_argument("--data-dir", help="RLDS data root (<root>/<dataset>/<version>/), local or a URL (gs://...); "
-                                      "default: the built-in sample corpus")
+    p.add_argument(
+        "--data-dir",
+        help="RLDS data root (<root>/<dataset>/<version>/), local or a URL (gs://...); "
+        "default: the built-in sample corpus",
+    )
     p.add_argument("--out", help="output directory, local or a URL (default: ./output/<mixture>)")
     p.add_argument("--split", default="train", help="TFDS split spec: train, train[:10%%], train[5:20], train+val")
     p.add_argument("--max-episodes", type=int, help="read at most N episodes per dataset")
@@ -67,19 +71,38 @@ def build_parser() -> argparse.ArgumentParser:
     depth = p.add_mutually_exclusive_group()
     depth.add_argument("--depth-model", help="local ZoeDepth checkpoint directory (default: the HF cache)")
     depth.add_argument("--no-depth", action="store_true", help="skip the depth stage")
-    p.add_argument("--depth-backend", choices=tuple(DEPTH_BACKENDS), default="transformers",
-                   help="ZoeDepth implementation: transformers' or the original through torch.hub")
-    p.add_argument("--grid-fit", choices=tuple(GRID_FITS), default="gaussian",
-                   help="grid edges from fitted Gaussians (SpatialVLA) or the data's own quantiles")
-    p.add_argument("--grid-exclude", help="comma-separated datasets left out of the grid fit, or 'none' "
-                                          "(default: the registry's list, SpatialVLA's)")
+    p.add_argument(
+        "--depth-backend",
+        choices=tuple(DEPTH_BACKENDS),
+        default="transformers",
+        help="ZoeDepth implementation: transformers' or the original through torch.hub",
+    )
+    p.add_argument(
+        "--grid-fit",
+        choices=tuple(GRID_FITS),
+        default="gaussian",
+        help="grid edges from fitted Gaussians (SpatialVLA) or the data's own quantiles",
+    )
+    p.add_argument(
+        "--grid-exclude",
+        help="comma-separated datasets left out of the grid fit, or 'none' "
+        "(default: the registry's list, SpatialVLA's)",
+    )
     p.add_argument("--shard-mb", type=float, default=256, help="target size of an output shard, MB")
-    p.add_argument("--normalization", choices=tuple(NORMALIZATIONS), default="bounds_q99",
-                   help="action normalization mode")
-    p.add_argument("--text-tokenizer", help="a Hugging Face tokenizer directory: adds input_ids of the instruction "
-                                            "and <ACTION00000>... tokens for the action tokens, as SpatialVLA does")
-    p.add_argument("--seed", type=int, default=0,
-                   help="seed of the pipeline's random choices (the grid-metrics sample); same seed: same bytes")
+    p.add_argument(
+        "--normalization", choices=tuple(NORMALIZATIONS), default="bounds_q99", help="action normalization mode"
+    )
+    p.add_argument(
+        "--text-tokenizer",
+        help="a Hugging Face tokenizer directory: adds input_ids of the instruction "
+        "and <ACTION00000>... tokens for the action tokens, as SpatialVLA does",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the pipeline's random choices (the grid-metrics sample); same seed: same bytes",
+    )
     p.add_argument("--strict", action="store_true", help="any dropped episode or corrupt input fails the run")
     p.add_argument("--dry-run", action="store_true", help="print the resolved plan as JSON and exit")
     return p
@@ -89,7 +112,9 @@ def parse_stages(spec: str, no_depth: bool) -> tuple[str, ...]:
     stages = [s.strip() for s in spec.split(",") if s.strip()]
     unknown = [s for s in stages if s not in STAGES]
     if unknown or not stages:
-        raise UsageError(f"--stages: unknown stage '{unknown[0] if unknown else spec}' (choose from {','.join(STAGES)})")
+        raise UsageError(
+            f"--stages: unknown stage '{unknown[0] if unknown else spec}' (choose from {','.join(STAGES)})"
+        )
     return tuple(s for s in STAGES if s in stages and not (no_depth and s == "depth"))
 
 
@@ -98,7 +123,7 @@ def parse_options(argv: list[str]) -> RunOptions:
     beam_args: list[str] = []
     if "--" in argv:
         i = argv.index("--")
-        argv, beam_args = argv[:i], argv[i + 1:]
+        argv, beam_args = argv[:i], argv[i + 1 :]
     a = build_parser().parse_args(argv)
     if a.max_episodes is not None and a.max_episodes < 1:
         raise UsageError(f"--max-episodes must be a positive number, got {a.max_episodes}")
@@ -110,8 +135,23 @@ def parse_options(argv: list[str]) -> RunOptions:
     if a.grid_exclude is not None:
         exclude = tuple(s.strip() for s in a.grid_exclude.split(",") if s.strip() and s.strip() != "none")
     return RunOptions(
-        mixture=a.mixture, datasets=a.datasets, data_dir=a.data_dir, out=a.out, split=a.split,
-        max_episodes=a.max_episodes, stages=parse_stages(a.stages, a.no_depth), image_size=a.image_size,
-        depth_model=a.depth_model, depth_backend=a.depth_backend, grid_fit=a.grid_fit, grid_exclude=exclude,
-        shard_mb=a.shard_mb, normalization=a.normalization, text_tokenizer=a.text_tokenizer, seed=a.seed,
-        strict=a.strict, dry_run=a.dry_run, beam_args=tuple(beam_args))
+        mixture=a.mixture,
+        datasets=a.datasets,
+        data_dir=a.data_dir,
+        out=a.out,
+        split=a.split,
+        max_episodes=a.max_episodes,
+        stages=parse_stages(a.stages, a.no_depth),
+        image_size=a.image_size,
+        depth_model=a.depth_model,
+        depth_backend=a.depth_backend,
+        grid_fit=a.grid_fit,
+        grid_exclude=exclude,
+        shard_mb=a.shard_mb,
+        normalization=a.normalization,
+        text_tokenizer=a.text_tokenizer,
+        seed=a.seed,
+        strict=a.strict,
+        dry_run=a.dry_run,
+        beam_args=tuple(beam_args),
+    )

@@ -4,6 +4,7 @@ and how many episodes each holds, where the output goes and which stages run.
 The data directory and the output are made absolute here, in the driver, so that workers in
 other processes or on other machines read and write the same places.
 """
+
 from __future__ import annotations
 
 import sys
@@ -53,17 +54,27 @@ def _data_dir(options: RunOptions) -> str:
         return files.absolute(options.data_dir)
     from sources.sample import default_corpus_dir, ensure_corpus
 
-    log(f"No --data-dir given: running on the built-in sample corpus at {default_corpus_dir()} "
-        f"(synthetic data, not for training)")
+    log(
+        f"No --data-dir given: running on the built-in sample corpus at {default_corpus_dir()} "
+        f"(synthetic data, not for training)"
+    )
     return str(ensure_corpus())
 
 
-def _dataset_row(name: str, weight: float, mixture: Mixture, data_dir: str, split: str) -> tuple[dict, RLDSDataset | None]:
+def _dataset_row(
+    name: str, weight: float, mixture: Mixture, data_dir: str, split: str
+) -> tuple[dict, RLDSDataset | None]:
     cfg = mixture.datasets[name]
     path = find_dataset_dir(data_dir, cfg.name, cfg.version, cfg.rlds_dirs)
     tried = [files.join(data_dir, d, cfg.version) for d in dict.fromkeys([*cfg.rlds_dirs, cfg.name])]
-    row = {"name": name, "version": cfg.version, "weight": weight, "found": path is not None,
-           "path": path or tried[0], "grid_fit_excluded": cfg.grid_fit_excluded}
+    row = {
+        "name": name,
+        "version": cfg.version,
+        "weight": weight,
+        "found": path is not None,
+        "path": path or tried[0],
+        "grid_fit_excluded": cfg.grid_fit_excluded,
+    }
     if path is None:
         row["error"] = f"dataset '{name}' {cfg.version}: not found (looked for dataset_info.json in {', '.join(tried)})"
         return row, None

@@ -1,4 +1,5 @@
 """report.json: what was read, what was dropped and why. Deterministic (no timestamps)."""
+
 from __future__ import annotations
 
 import json
@@ -37,9 +38,12 @@ class Report:
         problems = sorted(self.problems, key=lambda p: (p["dataset"], p["file"], p["episode_id"] or "", p["reason"]))
         return {
             "datasets": {
-                name: {"episodes_read": self.episodes_read[name], "steps_read": self.steps_read[name],
-                       "episodes_lost": by_dataset[name]["episodes_lost"] if name in by_dataset else 0,
-                       "problems": dict(sorted(by_dataset[name]["reasons"].items())) if name in by_dataset else {}}
+                name: {
+                    "episodes_read": self.episodes_read[name],
+                    "steps_read": self.steps_read[name],
+                    "episodes_lost": by_dataset[name]["episodes_lost"] if name in by_dataset else 0,
+                    "problems": dict(sorted(by_dataset[name]["reasons"].items())) if name in by_dataset else {},
+                }
                 for name in sorted(set(self.episodes_read) | set(by_dataset))
             },
             "episodes_lost": self.episodes_lost(),

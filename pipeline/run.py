@@ -8,6 +8,7 @@
 Everything after `--` is passed to Beam as pipeline options. Each stage is a Beam pipeline; the
 driver plans, runs them in order and writes what they computed (pipeline/stage_*.py).
 """
+
 from __future__ import annotations
 
 import json
@@ -71,8 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, RegistryError, RunError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    log(f"mixture '{ctx.mixture.name}': {len(ctx.datasets)} datasets, stages {','.join(options.stages)}, "
-        f"output {ctx.out}")
+    log(
+        f"mixture '{ctx.mixture.name}': {len(ctx.datasets)} datasets, stages {','.join(options.stages)}, "
+        f"output {ctx.out}"
+    )
     try:
         summary = run_stages(ctx)
     except RunError as e:
@@ -89,12 +92,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def print_summary(ctx: RunContext, summary: dict, seconds: float) -> None:
     r = ctx.report
-    lines = [f"done in {seconds:.1f}s: {len(ctx.datasets)} datasets, {sum(r.episodes_read.values())} episodes, "
-             f"{sum(r.steps_read.values())} steps"]
+    lines = [
+        f"done in {seconds:.1f}s: {len(ctx.datasets)} datasets, {sum(r.episodes_read.values())} episodes, "
+        f"{sum(r.steps_read.values())} steps"
+    ]
     if summary:
         lines.append(f"  shards: {summary['shards']} ({summary['bytes'] / 1e6:.1f} MB) -> {ctx.path('manifest.json')}")
     if r.dropped:
-        lines.append(f"  dropped: {r.episodes_lost()} episodes ({len(r.dropped)} problems; see {ctx.path(REPORT_FILE)})")
+        lines.append(
+            f"  dropped: {r.episodes_lost()} episodes ({len(r.dropped)} problems; see {ctx.path(REPORT_FILE)})"
+        )
         reasons: dict[str, int] = {}
         for p in r.dropped:
             key = f"{p['dataset']}: {p['reason'].split(' (')[0]}"

@@ -1,4 +1,5 @@
 """Stage 3+4: (depth and) export: tokenized Arrow shards, then the manifest, written last."""
+
 from __future__ import annotations
 
 import posixpath
@@ -43,8 +44,13 @@ def _text_setup(ctx: RunContext, grid: ActionGrid):
     except ValueError as e:
         raise RunError(str(e)) from None
     text.save_pretrained(ctx.path("tokenizer"))  # the trainer's tokenizer, action tokens included
-    return text, {"path": "tokenizer", "source": ctx.options.text_tokenizer, "action_token_first_id": first,
-                  "action_tokens": grid.total_tokens, "vocab_size": len(text)}
+    return text, {
+        "path": "tokenizer",
+        "source": ctx.options.text_tokenizer,
+        "action_token_first_id": first,
+        "action_tokens": grid.total_tokens,
+        "vocab_size": len(text),
+    }
 
 
 def run(ctx: RunContext, stats: dict, grid: ActionGrid, depth: bool) -> dict:
@@ -65,25 +71,51 @@ def run(ctx: RunContext, stats: dict, grid: ActionGrid, depth: bool) -> dict:
     depth_info = _depth_setup(ctx, depth)
     grid_json = grid.to_json()
     text, text_info = _text_setup(ctx, grid)
-    run_key = sha256_of([__version__, stats, grid_json, opts.image_size, opts.normalization, depth_info,
-                         opts.split, opts.max_episodes, opts.seed, text_info])[:16]
+    run_key = sha256_of(
+        [
+            __version__,
+            stats,
+            grid_json,
+            opts.image_size,
+            opts.normalization,
+            depth_info,
+            opts.split,
+            opts.max_episodes,
+            opts.seed,
+            text_info,
+        ]
+    )[:16]
     work = ctx.path(".work", "export", run_key)
     done = {e["episode_id"] for p in read_part_indexes(work) for e in p["episodes"]}
     if done:
         log(f"export: resuming an interrupted run: {len(done)} episode(s) already encoded are reused")
 
-    schemas = {name: shard_schema(cfg.wrist_image is not None, depth_info is not None, text is not None)
-               .serialize().to_pybytes() for name, cfg in ctx.configs.items()}
+    schemas = {
+        name: shard_schema(cfg.wrist_image is not None, depth_info is not None, text is not None)
+        .serialize()
+        .to_pybytes()
+        for name, cfg in ctx.configs.items()
+    }
     tasks = plan_reads(ctx.datasets, opts.split, opts.max_episodes)
     total = sum(t.shard.num_episodes for t in tasks) - len(done)
-    log(f"export: encoding {total} episode(s) at {opts.image_size}x{opts.image_size}"
-        + (f", with depth ({depth_info['model']})" if depth_info else ""))
+    log(
+        f"export: encoding {total} episode(s) at {opts.image_size}x{opts.image_size}"
+        + (f", with depth ({depth_info['model']})" if depth_info else "")
+    )
     t0 = time.perf_counter()
     with beam.Pipeline(options=ctx.pipeline_options()) as p:
         read = p | "Read" >> ReadStandardEpisodes(tasks, ctx.configs, images=True, skip=frozenset(done))
-        encoded = read.episodes | "Encode" >> beam.ParDo(EncodeEpisodeFn(
-            stats, grid_json, opts.image_size, opts.normalization, depth_info is not None, total,
-            text, text_info["action_token_first_id"] if text_info else 0)
+        encoded = read.episodes | "Encode" >> beam.ParDo(
+            EncodeEpisodeFn(
+                stats,
+                grid_json,
+                opts.image_size,
+                opts.normalization,
+                depth_info is not None,
+                total,
+                text,
+                text_info["action_token_first_id"] if text_info else 0,
+            )
         ).with_output_types(EncodedEpisode)
         if depth_info:
             from beam_jobs.depth_step import EpisodeDepth
@@ -96,11 +128,17 @@ def run(ctx: RunContext, stats: dict, grid: ActionGrid, depth: bool) -> dict:
     t1 = time.perf_counter()
     jobs = plan_final_shards(ctx, read_part_indexes(work))
     with beam.Pipeline(options=ctx.pipeline_options()) as p:
-        written = (p | "Shards" >> beam.Create(jobs) | "Spread" >> beam.Reshuffle()
-                   | "Assemble" >> beam.ParDo(AssembleShardFn()))
+        written = (
+            p
+            | "Shards" >> beam.Create(jobs)
+            | "Spread" >> beam.Reshuffle()
+            | "Assemble" >> beam.ParDo(AssembleShardFn())
+        )
         written | "CollectShards" >> CollectToFile(files.join(work, "shards.jsonl"))
     shards = sorted(read_jsonl(files.join(work, "shards.jsonl")), key=lambda s: s["path"])
-    log(f"export: episodes encoded in {t1 - t0:.1f}s, {len(shards)} shard(s) assembled in {time.perf_counter() - t1:.1f}s")
+    log(
+        f"export: episodes encoded in {t1 - t0:.1f}s, {len(shards)} shard(s) assembled in {time.perf_counter() - t1:.1f}s"
+    )
     remove_stale_shards(ctx, {j.path for j in jobs})
 
     manifest = build_manifest(ctx, stats, grid, shards, depth_info)
@@ -118,17 +156,22 @@ def plan_final_shards(ctx: RunContext, parts: list[dict]) -> list:
         offset = 0
         for e in part["episodes"]:
             # a retried bundle may have written an episode twice: the first part (by path) wins
-            located.setdefault(e["episode_id"], {**e, "dataset": part["dataset"], "part": part["path"], "offset": offset})
+            located.setdefault(
+                e["episode_id"], {**e, "dataset": part["dataset"], "part": part["path"], "offset": offset}
+            )
             offset += e["rows"]
     jobs = []
     for dataset in ctx.mixture.weights:
-        eps = sorted((e for e in located.values() if e["dataset"] == dataset),
-                     key=lambda e: episode_order(dataset, e["episode_id"]))
+        eps = sorted(
+            (e for e in located.values() if e["dataset"] == dataset),
+            key=lambda e: episode_order(dataset, e["episode_id"]),
+        )
         groups = plan_shards([e["bytes"] for e in eps], ctx.options.shard_bytes)
         for i, (lo, hi) in enumerate(groups):
             path = ctx.path("shards", dataset, shard_name(split_label(ctx.options.split), i, len(groups)))
-            jobs.append(ShardJob(dataset, path, tuple((e["episode_id"], e["part"], e["offset"], e["rows"])
-                                                      for e in eps[lo:hi])))
+            jobs.append(
+                ShardJob(dataset, path, tuple((e["episode_id"], e["part"], e["offset"], e["rows"]) for e in eps[lo:hi]))
+            )
     return jobs
 
 
@@ -144,7 +187,7 @@ def split_label(split_spec: str) -> str:
 
 
 def relative_to_out(ctx: RunContext, path: str) -> str:
-    return posixpath.relpath(path, ctx.out) if not files.is_url(ctx.out) else path[len(ctx.out.rstrip("/")) + 1:]
+    return posixpath.relpath(path, ctx.out) if not files.is_url(ctx.out) else path[len(ctx.out.rstrip("/")) + 1 :]
 
 
 def build_manifest(ctx: RunContext, stats: dict, grid: ActionGrid, shards: list[dict], depth_info: dict | None) -> dict:
@@ -160,15 +203,31 @@ def build_manifest(ctx: RunContext, stats: dict, grid: ActionGrid, shards: list[
             "has_wrist_image": cfg.wrist_image is not None,
             "control_hz": cfg.control_hz,
             # images are resized to size x size, so each axis scales on its own
-            "intrinsics": dict(zip(("fx", "fy", "cx", "cy"), scale_intrinsics(
-                intr.fx, intr.fy, intr.cx, intr.cy, (intr.width, intr.height), (size, size))),
-                width=size, height=size, source=intr.source),
-            "shards": [{"path": relative_to_out(ctx, s["path"]),
-                        **{k: s[k] for k in ("num_rows", "num_episodes", "sha256", "bytes")}} for s in own],
+            "intrinsics": dict(
+                zip(
+                    ("fx", "fy", "cx", "cy"),
+                    scale_intrinsics(intr.fx, intr.fy, intr.cx, intr.cy, (intr.width, intr.height), (size, size)),
+                ),
+                width=size,
+                height=size,
+                source=intr.source,
+            ),
+            "shards": [
+                {
+                    "path": relative_to_out(ctx, s["path"]),
+                    **{k: s[k] for k in ("num_rows", "num_episodes", "sha256", "bytes")},
+                }
+                for s in own
+            ],
         }
     text = bool(ctx.options.text_tokenizer)
-    schema_names = sorted({f.name for cfg in ctx.configs.values()
-                           for f in shard_schema(cfg.wrist_image is not None, depth_info is not None, text)})
+    schema_names = sorted(
+        {
+            f.name
+            for cfg in ctx.configs.values()
+            for f in shard_schema(cfg.wrist_image is not None, depth_info is not None, text)
+        }
+    )
     return {
         "format_version": FORMAT_VERSION,
         "tool_version": __version__,
@@ -188,6 +247,7 @@ def build_manifest(ctx: RunContext, stats: dict, grid: ActionGrid, shards: list[
         "statistics": STATISTICS_FILE,
         "statistics_sha256": sha256_of(stats),
         "depth": {**depth_info, **DEPTH_FORMAT} if depth_info else None,
-        "inputs": {name: {"version": cfg.version, "path": ctx.datasets[name].directory}
-                   for name, cfg in ctx.configs.items()},
+        "inputs": {
+            name: {"version": cfg.version, "path": ctx.datasets[name].directory} for name, cfg in ctx.configs.items()
+        },
     }

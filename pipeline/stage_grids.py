@@ -1,4 +1,5 @@
 """Stage 2: the mixture's adaptive action grid (OUT/grids/<mixture>.json)."""
+
 from __future__ import annotations
 
 import io
@@ -31,8 +32,16 @@ def fit_datasets(ctx: RunContext) -> list[str]:
 
 def save_accumulator(acc: FitAccumulator, path: str) -> None:
     buf = io.BytesIO()
-    np.savez(buf, weight=acc.weight, mean=acc.mean, m2=acc.m2, hist=acc.hist, sample_hash=acc.sample_hash,
-             sample_actions=acc.sample_actions, sample_weight=acc.sample_weight)
+    np.savez(
+        buf,
+        weight=acc.weight,
+        mean=acc.mean,
+        m2=acc.m2,
+        hist=acc.hist,
+        sample_hash=acc.sample_hash,
+        sample_actions=acc.sample_actions,
+        sample_weight=acc.sample_weight,
+    )
     files.write_bytes(path, buf.getvalue())
 
 
@@ -62,34 +71,53 @@ def run(ctx: RunContext, stats: dict) -> ActionGrid:
     acc_path = ctx.path(".work", "grids", "fit.npz")
     with beam.Pipeline(options=ctx.pipeline_options()) as p:
         read = p | "Read" >> ReadStandardEpisodes(tasks, ctx.configs)
-        (read.episodes
-         | "Normalize" >> beam.Map(lambda e: (e.episode_id, normalize(e.action, stats[e.dataset]["action"], mode),
-                                              step_weight[e.dataset]))
-         | "Fit" >> beam.CombineGlobally(GridFitFn(ctx.options.seed))
-         | "Save" >> beam.Map(save_accumulator, acc_path))
+        (
+            read.episodes
+            | "Normalize"
+            >> beam.Map(
+                lambda e: (e.episode_id, normalize(e.action, stats[e.dataset]["action"], mode), step_weight[e.dataset])
+            )
+            | "Fit" >> beam.CombineGlobally(GridFitFn(ctx.options.seed))
+            | "Save" >> beam.Map(save_accumulator, acc_path)
+        )
     acc = load_accumulator(acc_path)
     if acc.weight <= 0:
         raise RunError("grids: no actions to fit the grid on")
     gs = acc.gs_params()
-    provenance = {"mixture": ctx.mixture.name, "datasets": names,
-                  "excluded": [n for n in ctx.mixture.weights if n not in names],
-                  "weights": weights, "effective_weights": effective, "normalization": mode,
-                  "statistics_sha256": sha256_of(stats), "split": ctx.options.split,
-                  "max_episodes": ctx.options.max_episodes, "tool_version": __version__}
-    candidates = {"gaussian": grid_from_gaussians(gs, provenance=provenance),
-                  "empirical": empirical_grid(acc.histograms(), gs_params=gs, provenance=provenance),
-                  "uniform": uniform_grid(provenance=provenance)}
+    provenance = {
+        "mixture": ctx.mixture.name,
+        "datasets": names,
+        "excluded": [n for n in ctx.mixture.weights if n not in names],
+        "weights": weights,
+        "effective_weights": effective,
+        "normalization": mode,
+        "statistics_sha256": sha256_of(stats),
+        "split": ctx.options.split,
+        "max_episodes": ctx.options.max_episodes,
+        "tool_version": __version__,
+    }
+    candidates = {
+        "gaussian": grid_from_gaussians(gs, provenance=provenance),
+        "empirical": empirical_grid(acc.histograms(), gs_params=gs, provenance=provenance),
+        "uniform": uniform_grid(provenance=provenance),
+    }
     grid = candidates[ctx.options.grid_fit]
     sample, sample_w = acc.sample_actions, acc.sample_weight
     grid.metrics = grid_metrics(grid, sample, sample_w)
     grid.metrics["comparison"] = {
-        name: {k: m[k] for k in ("token_entropy", "translation_token_entropy", "rotation_token_entropy",
-                                 "mean_quantization_error")}
-        for name, g in candidates.items() for m in [grid_metrics(g, sample, sample_w)]}
+        name: {
+            k: m[k]
+            for k in ("token_entropy", "translation_token_entropy", "rotation_token_entropy", "mean_quantization_error")
+        }
+        for name, g in candidates.items()
+        for m in [grid_metrics(g, sample, sample_w)]
+    }
     write_json(ctx.grid_path, grid.to_json())
     c = grid.metrics["comparison"]
-    log(f"grids: wrote {ctx.grid_path} ({grid.distribution}); token entropy "
-        + ", ".join(f"{k} {v['token_entropy']:.3f}" for k, v in c.items()))
+    log(
+        f"grids: wrote {ctx.grid_path} ({grid.distribution}); token entropy "
+        + ", ".join(f"{k} {v['token_entropy']:.3f}" for k, v in c.items())
+    )
     return grid
 
 

@@ -1,4 +1,5 @@
 """Stage 1: per-dataset action statistics (dataset_statistics.json), cached by content."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,10 @@ from transforms.standardize import TRANSFORM_VERSION
 
 
 def cache_key(ctx: RunContext, name: str) -> str:
-    extra = json.dumps([TRANSFORM_VERSION, ctx.options.split, ctx.options.max_episodes,
-                        ctx.configs[name].transform_spec()], sort_keys=True)
+    extra = json.dumps(
+        [TRANSFORM_VERSION, ctx.options.split, ctx.options.max_episodes, ctx.configs[name].transform_spec()],
+        sort_keys=True,
+    )
     return fingerprint(ctx.datasets[name], ctx.options.split, extra)
 
 
@@ -34,8 +37,10 @@ def run(ctx: RunContext) -> dict:
         except (OSError, ValueError, KeyError):
             todo[name] = cached
     if stats:
-        log(f"stats: {len(stats)} dataset(s) unchanged since the last run, statistics read from the cache "
-            f"({', '.join(sorted(stats))})")
+        log(
+            f"stats: {len(stats)} dataset(s) unchanged since the last run, statistics read from the cache "
+            f"({', '.join(sorted(stats))})"
+        )
 
     if todo:
         log(f"stats: computing statistics of {len(todo)} dataset(s) (actions only, no image decoded)")
@@ -59,8 +64,9 @@ def run(ctx: RunContext) -> dict:
         raise RunError(f"dataset '{empty[0]}': no usable episodes in split '{ctx.options.split}'{why}")
 
     if ctx.options.strict and ctx.report.problems:
-        raise StrictError(f"--strict: {len(ctx.report.problems)} problem(s) in the input, first: "
-                          f"{ctx.report.first_problem_line()}")
+        raise StrictError(
+            f"--strict: {len(ctx.report.problems)} problem(s) in the input, first: {ctx.report.first_problem_line()}"
+        )
     ordered = {name: stats[name] for name in ctx.mixture.weights}
     for name, s in ordered.items():
         ctx.report.episodes_read[name] = s["num_trajectories"]

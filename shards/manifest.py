@@ -9,6 +9,7 @@
 One parser for every reader of an export (trainer, grid tools, re-export); no Beam, no TensorFlow.
 OUT may be a local directory or a URL (storage.files).
 """
+
 from __future__ import annotations
 
 import json
@@ -69,7 +70,11 @@ def verify_manifest(out_dir: str, check_hashes: bool = True) -> dict:
                 raise ManifestError(f"shard {s['path']} of dataset '{name}' is missing")
             size = files.size(shard)
             if size != s["bytes"]:
-                raise ManifestError(f"shard {s['path']} of dataset '{name}' changed: {size} bytes, manifest says {s['bytes']}")
+                raise ManifestError(
+                    f"shard {s['path']} of dataset '{name}' changed: {size} bytes, manifest says {s['bytes']}"
+                )
             if check_hashes and files.sha256_file(shard) != s["sha256"]:
-                raise ManifestError(f"shard {s['path']} of dataset '{name}' changed: sha256 does not match the manifest")
+                raise ManifestError(
+                    f"shard {s['path']} of dataset '{name}' changed: sha256 does not match the manifest"
+                )
     return manifest

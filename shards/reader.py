@@ -15,6 +15,7 @@ batches read on demand from memory-mapped shards (a small LRU bounded by the shu
 so memory is bounded by the buffer, not the data. A resumed reader replays only the index
 stream, which is cheap, and continues exactly where it stopped.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -87,9 +88,19 @@ def _columns(batch: pa.RecordBatch) -> dict:
 
 
 class MixtureDataset(torch.utils.data.IterableDataset):
-    def __init__(self, out_dir: str, mode: str = "stream", balance: bool = True, shuffle_buffer: int = 10_000,
-                 seed: int = 0, chunk: int | None = None, decode_images: bool = False, verify: bool = False,
-                 rank: int | None = None, world_size: int | None = None):
+    def __init__(
+        self,
+        out_dir: str,
+        mode: str = "stream",
+        balance: bool = True,
+        shuffle_buffer: int = 10_000,
+        seed: int = 0,
+        chunk: int | None = None,
+        decode_images: bool = False,
+        verify: bool = False,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ):
         super().__init__()
         if mode not in ("stream", "epoch"):
             raise ValueError(f"mode must be 'stream' or 'epoch', got {mode!r}")
@@ -98,11 +109,13 @@ class MixtureDataset(torch.utils.data.IterableDataset):
         self.out_dir, self.mode, self.seed = out_dir, mode, seed
         self.buffer, self.chunk, self.decode_images = max(1, shuffle_buffer), chunk, decode_images
         datasets = self.manifest["datasets"]
-        self.weights = effective_weights(self.manifest["weights"],
-                                         {n: d["num_transitions"] for n, d in datasets.items()}, balance)
+        self.weights = effective_weights(
+            self.manifest["weights"], {n: d["num_transitions"] for n, d in datasets.items()}, balance
+        )
         self.names = sorted(datasets)
-        self.shards = [Shard(n, shard_path(out_dir, s), s["num_rows"])
-                       for n in self.names for s in datasets[n]["shards"]]
+        self.shards = [
+            Shard(n, shard_path(out_dir, s), s["num_rows"]) for n in self.names for s in datasets[n]["shards"]
+        ]
         if rank is None and torch.distributed.is_available() and torch.distributed.is_initialized():
             rank, world_size = torch.distributed.get_rank(), torch.distributed.get_world_size()
         self.rank, self.world_size = rank or 0, world_size or 1
@@ -188,7 +201,7 @@ class MixtureDataset(torch.utils.data.IterableDataset):
             ends = np.empty(shard.num_rows, np.int64)
             start = 0
             for e in last:
-                ends[start:e + 1] = e + 1
+                ends[start : e + 1] = e + 1
                 start = e + 1
             self._episode_ends[shard.path] = ends
         return self._episode_ends[shard.path]

@@ -9,6 +9,7 @@ Each shard is written under a new name beside the old one; the manifest is then 
 atomically to the new files, and only after the switch are the old files removed. Tokens come
 from a callable (normalized actions [N, 7] -> int32 [N, 3]) so that this room needs no grid code.
 """
+
 from __future__ import annotations
 
 import copy
@@ -31,9 +32,17 @@ def _renamed(relpath: str, tag: str) -> str:
 
 def plan_rewrite(out_dir: str, manifest: dict, grid_json: dict | None, image_size: int | None) -> list[dict]:
     tag = sha256_of([grid_json, image_size])[:8]
-    return [{"src": shard_path(out_dir, s), "dst": files.join(out_dir, _renamed(s["path"], tag)), "tag": tag,
-             "grid": grid_json is not None, "image_size": image_size}
-            for ds in manifest["datasets"].values() for s in ds["shards"]]
+    return [
+        {
+            "src": shard_path(out_dir, s),
+            "dst": files.join(out_dir, _renamed(s["path"], tag)),
+            "tag": tag,
+            "grid": grid_json is not None,
+            "image_size": image_size,
+        }
+        for ds in manifest["datasets"].values()
+        for s in ds["shards"]
+    ]
 
 
 def rewrite_shard(job: dict, encode_tokens: Callable[[np.ndarray], np.ndarray] | None = None) -> dict:
@@ -57,8 +66,9 @@ def rewrite_shard(job: dict, encode_tokens: Callable[[np.ndarray], np.ndarray] |
     return {"src": job["src"], "dst": job["dst"], "num_rows": table.num_rows}
 
 
-def commit_rewrite(out_dir: str, manifest: dict, jobs: list[dict], grid_json: dict | None,
-                   image_size: int | None) -> dict:
+def commit_rewrite(
+    out_dir: str, manifest: dict, jobs: list[dict], grid_json: dict | None, image_size: int | None
+) -> dict:
     """The new manifest, switched to atomically; the old shards removed after the switch."""
     new = copy.deepcopy(manifest)
     tag = jobs[0]["tag"] if jobs else sha256_of([grid_json, image_size])[:8]
@@ -71,10 +81,20 @@ def commit_rewrite(out_dir: str, manifest: dict, jobs: list[dict], grid_json: di
             s.update(sha256=files.sha256_file(full), bytes=files.size(full))
         if image_size:
             intr = ds["intrinsics"]
-            scaled = scale_intrinsics(intr["fx"], intr["fy"], intr["cx"], intr["cy"], (intr["width"], intr["height"]),
-                                      (image_size, image_size))
-            ds["intrinsics"] = {**intr, **dict(zip(("fx", "fy", "cx", "cy"), scaled)),
-                                "width": image_size, "height": image_size}
+            scaled = scale_intrinsics(
+                intr["fx"],
+                intr["fy"],
+                intr["cx"],
+                intr["cy"],
+                (intr["width"], intr["height"]),
+                (image_size, image_size),
+            )
+            ds["intrinsics"] = {
+                **intr,
+                **dict(zip(("fx", "fy", "cx", "cy"), scaled)),
+                "width": image_size,
+                "height": image_size,
+            }
     if image_size:
         new["image_size"] = image_size
     if grid_json is not None:

@@ -2,6 +2,7 @@
 
 Imported by trainers: no Beam, no TensorFlow. Writers hand in a file object (storage.files).
 """
+
 from __future__ import annotations
 
 import pyarrow as pa

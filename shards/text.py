@@ -1,5 +1,6 @@
 """Text tokens for the exported steps, the way SpatialVLA feeds them: the instruction's input_ids, and
 each action token t as the added token <ACTION{t:05d}> of the same tokenizer."""
+
 from __future__ import annotations
 
 
@@ -15,7 +16,9 @@ def load_with_action_tokens(tokenizer_dir: str, vocab_size: int):
     try:
         tok = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
     except (OSError, ValueError) as e:
-        raise ValueError(f"--text-tokenizer '{tokenizer_dir}': not a tokenizer directory ({str(e).splitlines()[0]})") from None
+        raise ValueError(
+            f"--text-tokenizer '{tokenizer_dir}': not a tokenizer directory ({str(e).splitlines()[0]})"
+        ) from None
     names = action_token_names(vocab_size)
     tok.add_tokens(names, special_tokens=True)
     ids = tok.convert_tokens_to_ids(names)

@@ -6,6 +6,7 @@ non-finite actions, lost in a corrupt shard) comes out as a problem record, neve
 silently: {"dataset", "file", "episode_id", "reason", "episodes_lost"}. An episode kept with a
 remark (no instruction) gives a problem with episodes_lost = 0 and the episode itself.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -44,16 +45,27 @@ def plan_reads(datasets: dict[str, RLDSDataset], split: str, max_episodes: int |
 
 
 def problem(dataset: str, file: str, reason: str, episode_id: str | None = None, episodes_lost: int = 1) -> dict:
-    return {"dataset": dataset, "file": file, "episode_id": episode_id, "reason": reason, "episodes_lost": episodes_lost}
+    return {
+        "dataset": dataset,
+        "file": file,
+        "episode_id": episode_id,
+        "reason": reason,
+        "episodes_lost": episodes_lost,
+    }
 
 
 def is_problem(item) -> bool:
     return isinstance(item, dict)
 
 
-def standard_episodes(task: ReadTask, cfg: DatasetConfig, images: bool = False, proprio: bool = False,
-                      skip: frozenset = frozenset(), dataset: RLDSDataset | None = None
-                      ) -> Iterator[StandardEpisode | dict]:
+def standard_episodes(
+    task: ReadTask,
+    cfg: DatasetConfig,
+    images: bool = False,
+    proprio: bool = False,
+    skip: frozenset = frozenset(),
+    dataset: RLDSDataset | None = None,
+) -> Iterator[StandardEpisode | dict]:
     """The standardized episodes of one shard slice, and a problem record for each that is not usable.
     `skip`: episode ids already done (a resumed export); `dataset`: an opened RLDSDataset to reuse."""
     ds = dataset or RLDSDataset(task.directory, task.dataset)
@@ -90,7 +102,9 @@ def standard_episodes(task: ReadTask, cfg: DatasetConfig, images: bool = False, 
         yield problem(task.dataset, task.shard.path, str(e), None, task.shard.num_episodes - done)
 
 
-def dataset_episodes(ds: RLDSDataset, cfg: DatasetConfig, split: str = "train", **kw) -> Iterator[StandardEpisode | dict]:
+def dataset_episodes(
+    ds: RLDSDataset, cfg: DatasetConfig, split: str = "train", **kw
+) -> Iterator[StandardEpisode | dict]:
     """standard_episodes over every shard slice of a split of one dataset."""
     for task in plan_reads({cfg.name: ds}, split):
         yield from standard_episodes(task, cfg, dataset=ds, **kw)

@@ -8,6 +8,7 @@ stay encoded bytes, so a stage that asks for action fields alone never touches a
 Files are read through storage.files, so `gs://` roots work like local ones; TensorFlow
 is imported (lazily) only for TFDS's feature and split classes and the Example protobuf.
 """
+
 from __future__ import annotations
 
 import json
@@ -87,7 +88,7 @@ def _walk_features(feature, prefix: str, out: dict, per_step: bool) -> None:
     shape = tuple(int(d) if d is not None else -1 for d in feature.shape)
     if kind == "image":
         shape = ()
-    key = prefix[len("steps/"):] if per_step and prefix.startswith("steps/") else prefix
+    key = prefix[len("steps/") :] if per_step and prefix.startswith("steps/") else prefix
     out[key] = FieldInfo(key, prefix, np_dtype.name, shape, per_step, kind)
 
 
@@ -138,10 +139,14 @@ class RLDSDataset:
             raise RLDSError(f"dataset '{self.name}': file format '{fileformat}' is not supported (only tfrecord)")
         out = []
         for i, n in enumerate(lengths):
-            fname = (template.replace("{DATASET}", self.tfds_name).replace("{SPLIT}", split)
-                     .replace("{FILEFORMAT}", fileformat)
-                     .replace("{SHARD_X_OF_Y}", f"{i:05d}-of-{len(lengths):05d}")
-                     .replace("{SHARD_INDEX}", f"{i:05d}").replace("{NUM_SHARDS}", f"{len(lengths):05d}"))
+            fname = (
+                template.replace("{DATASET}", self.tfds_name)
+                .replace("{SPLIT}", split)
+                .replace("{FILEFORMAT}", fileformat)
+                .replace("{SHARD_X_OF_Y}", f"{i:05d}-of-{len(lengths):05d}")
+                .replace("{SHARD_INDEX}", f"{i:05d}")
+                .replace("{NUM_SHARDS}", f"{len(lengths):05d}")
+            )
             out.append((files.join(self.directory, fname), n))
         return out
 
@@ -178,7 +183,9 @@ class RLDSDataset:
         try:
             absolute = instruction.to_absolute(counts)
         except (ValueError, KeyError, AssertionError) as e:
-            raise RLDSError(f"dataset '{self.name}': bad split '{split_spec}': {e} (has: {', '.join(self.splits)})") from None
+            raise RLDSError(
+                f"dataset '{self.name}': bad split '{split_spec}': {e} (has: {', '.join(self.splits)})"
+            ) from None
         slices = []
         for a in absolute:
             lo, hi = a.from_ or 0, a.to if a.to is not None else self.splits[a.splitname]
@@ -226,7 +233,9 @@ class RLDSDataset:
                     continue
                 yield RawEpisode(self.name, episode_id, shard.path, steps, meta)
         except CorruptRecord as e:
-            raise RLDSError(f"dataset '{self.name}': {shard.path}: corrupt TFRecord after episode {index} ({e})") from None
+            raise RLDSError(
+                f"dataset '{self.name}': {shard.path}: corrupt TFRecord after episode {index} ({e})"
+            ) from None
 
     def episodes(self, split_spec: str = "train", keys: Iterable[str] | None = None) -> Iterator[RawEpisode]:
         """Every episode of a split spec; a record that does not match features.json raises RLDSError."""
@@ -261,7 +270,9 @@ def _episode_columns(record: bytes, wanted: dict) -> tuple[dict, dict]:
         try:
             (steps if f.per_step else meta)[f.key] = _to_numpy(flat, f)
         except ValueError:
-            raise ValueError(f"'{f.key}' has {flat.size} values, not a whole number of steps of shape {f.shape}") from None
+            raise ValueError(
+                f"'{f.key}' has {flat.size} values, not a whole number of steps of shape {f.shape}"
+            ) from None
     if len({len(v) for v in steps.values()}) > 1:
         raise ValueError("step fields of different lengths")
     return steps, meta
@@ -272,10 +283,15 @@ def _to_numpy(flat: np.ndarray, f: FieldInfo) -> np.ndarray:
     value = flat if dt.kind == "O" else flat.astype(dt, copy=False)
     if f.per_step:
         return value.reshape((-1, *f.shape)) if f.shape else value
-    return value.reshape(f.shape) if f.shape and -1 not in f.shape else (value[0] if not f.shape and len(value) == 1 else value)
+    return (
+        value.reshape(f.shape)
+        if f.shape and -1 not in f.shape
+        else (value[0] if not f.shape and len(value) == 1 else value)
+    )
 
 
 # ---------------------------------------------------------------- finding datasets under a data root
+
 
 def find_dataset_dir(data_root: str, name: str, version: str, dir_names: Iterable[str] = ()) -> str | None:
     """`<root>/<dir>/<version>` for the first of the dataset's directory names that has a dataset_info.json."""

@@ -11,6 +11,7 @@ own convention (relative gripper pulses, inverted or signed grippers, quaternion
 state), the inverse of what transforms/ undoes. Deterministic: same arguments, same bytes.
 It is synthetic data for exercising the pipeline, never for training.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,15 @@ from manifests.registry import REGISTRY_DIR, load_registry, load_yaml
 CORPUS_VERSION = "1"
 DEFAULT_EPISODES = 6
 SCHEMAS_FILE = REGISTRY_DIR / "sample_schemas.yaml"
-TASKS = ("pick up the red block", "put the cup in the sink", "open the drawer", "push the blue cube left",
-         "place the carrot on the plate", "close the microwave door", "stack the green block on the yellow one")
+TASKS = (
+    "pick up the red block",
+    "put the cup in the sink",
+    "open the drawer",
+    "push the blue cube left",
+    "place the carrot on the plate",
+    "close the microwave door",
+    "stack the green block on the yellow one",
+)
 
 
 def default_corpus_dir() -> Path:
@@ -99,11 +107,13 @@ def features_of(schema: dict):
 
 # ---------------------------------------------------------------- synthetic episodes
 
+
 def _smooth(rng, t: int, dims: int) -> np.ndarray:
     """Sums of low-frequency sinusoids with random phases: a smooth velocity profile in [-1, 1]."""
     s = np.linspace(0, 1, t)[:, None]
-    out = sum(rng.uniform(0.3, 1.0, dims) * np.sin(2 * np.pi * (f * s + rng.uniform(0, 1, dims)))
-              for f in (0.5, 1.0, 2.0))
+    out = sum(
+        rng.uniform(0.3, 1.0, dims) * np.sin(2 * np.pi * (f * s + rng.uniform(0, 1, dims))) for f in (0.5, 1.0, 2.0)
+    )
     return out / 2.3
 
 
@@ -113,15 +123,21 @@ def _gripper_events(rng, t: int) -> np.ndarray:
     close = int(rng.integers(t // 4, t // 2 + 1))
     g[close:] = 0
     if rng.random() < 0.6:
-        g[int(rng.integers(close + 2, t)) if close + 2 < t else t:] = 1
+        g[int(rng.integers(close + 2, t)) if close + 2 < t else t :] = 1
     return g
 
 
 def _euler_to_quaternion(rpy: np.ndarray) -> np.ndarray:
     r, p, y = (rpy[:, i] / 2 for i in range(3))
     cr, sr, cp, sp, cy, sy = np.cos(r), np.sin(r), np.cos(p), np.sin(p), np.cos(y), np.sin(y)
-    return np.column_stack([sr * cp * cy - cr * sp * sy, cr * sp * cy + sr * cp * sy,
-                            cr * cp * sy - sr * sp * cy, cr * cp * cy + sr * sp * sy])  # x, y, z, w
+    return np.column_stack(
+        [
+            sr * cp * cy - cr * sp * sy,
+            cr * sp * cy + sr * cp * sy,
+            cr * cp * sy - sr * sp * cy,
+            cr * cp * cy + sr * sp * sy,
+        ]
+    )  # x, y, z, w
 
 
 def _encode_gripper(g: np.ndarray, convention: str, rng) -> np.ndarray:
@@ -165,7 +181,7 @@ def _image(rng_colour: np.ndarray, h: int, w: int, pos: np.ndarray, step: int) -
         img[..., c] = (rng_colour[c] + 60 * np.sin(xx / w * 3 + c + step * 0.05) + 40 * yy / h).clip(0, 255)
     cy, cx = int(h * (0.5 + 0.35 * np.tanh(pos[1]))), int(w * (0.5 + 0.35 * np.tanh(pos[0])))
     s = max(h, w) // 12
-    img[max(cy - s, 0):cy + s, max(cx - s, 0):cx + s] = (230, 40, 40)
+    img[max(cy - s, 0) : cy + s, max(cx - s, 0) : cx + s] = (230, 40, 40)
     return img
 
 
@@ -184,8 +200,11 @@ def make_episode(cfg, schema: dict, rng, t: int, empty_instruction: bool) -> dic
     for key, spec in steps_spec.items():
         kind, shape = parse_spec(spec)
         if kind in ("float32", "int32", "int64"):
-            columns[key] = (0.01 * rng.standard_normal((t, *shape))).astype(kind) if kind == "float32" \
+            columns[key] = (
+                (0.01 * rng.standard_normal((t, *shape))).astype(kind)
+                if kind == "float32"
                 else np.zeros((t, *shape), kind)
+            )
         elif kind == "bool":
             columns[key] = np.zeros(t, bool)
 
@@ -211,7 +230,7 @@ def make_episode(cfg, schema: dict, rng, t: int, empty_instruction: bool) -> dic
     else:
         tr = a.translation
         lo, hi = tr.slice or (0, 3)
-        _put(columns, tr.key, tr.slice, move[:, :hi - lo])
+        _put(columns, tr.key, tr.slice, move[:, : hi - lo])
         r = a.rotation
         if r.format == "quaternion":
             _put(columns, r.key, r.slice, _euler_to_quaternion(rot))
@@ -224,7 +243,9 @@ def make_episode(cfg, schema: dict, rng, t: int, empty_instruction: bool) -> dic
         if columns[key].dtype == bool:
             columns[key][:] = raw > 0.5
         elif columns[key].dtype.kind == "i":
-            columns[key][:] = np.rint(raw).astype(columns[key].dtype)[:, None] if columns[key].ndim > 1 else np.rint(raw)
+            columns[key][:] = (
+                np.rint(raw).astype(columns[key].dtype)[:, None] if columns[key].ndim > 1 else np.rint(raw)
+            )
         else:
             _put(columns, key, grip.slice, raw)
 
@@ -241,14 +262,21 @@ def make_episode(cfg, schema: dict, rng, t: int, empty_instruction: bool) -> dic
             codes[:, : len(task)] = [ord(c) for c in task]
             columns[key] = codes
 
-    steps = {**columns, "is_first": np.arange(t) == 0, "is_last": np.arange(t) == t - 1,
-             "is_terminal": np.arange(t) == t - 1, "reward": (np.arange(t) == t - 1).astype(np.float32),
-             "discount": np.ones(t, np.float32)}
+    steps = {
+        **columns,
+        "is_first": np.arange(t) == 0,
+        "is_last": np.arange(t) == t - 1,
+        "is_terminal": np.arange(t) == t - 1,
+        "reward": (np.arange(t) == t - 1).astype(np.float32),
+        "discount": np.ones(t, np.float32),
+    }
     example = {"steps": _nest({k: list(v) if not isinstance(v, list) else v for k, v in steps.items()})}
     meta = schema.get("metadata", {})
     if meta:
-        example["episode_metadata"] = {k.split("/", 1)[1]: (task != "" if parse_spec(v)[0] == "bool" else f"sample/{cfg.name}")
-                                       for k, v in meta.items()}
+        example["episode_metadata"] = {
+            k.split("/", 1)[1]: (task != "" if parse_spec(v)[0] == "bool" else f"sample/{cfg.name}")
+            for k, v in meta.items()
+        }
     return example
 
 
@@ -260,19 +288,32 @@ def generate_dataset(cfg, schema: dict, out_dir: Path, episodes: int) -> Path:
     splits = {"train": episodes, "val": max(1, episodes // 3)}
     data = {}
     for split, n in splits.items():
-        data[split] = [(f"{i:06d}", make_episode(cfg, schema, rng, int(rng.integers(12, 41)),
-                                                  empty_instruction=(split == "train" and i == empty_at)))
-                       for i in range(n)]
+        data[split] = [
+            (
+                f"{i:06d}",
+                make_episode(
+                    cfg, schema, rng, int(rng.integers(12, 41)), empty_instruction=(split == "train" and i == empty_at)
+                ),
+            )
+            for i in range(n)
+        ]
     name = schema.get("tfds_name", cfg.name)
     tfds.dataset_builders.store_as_tfds_dataset(
-        name=name, version=cfg.version, features=features_of(schema), split_datasets=data,
-        data_dir=str(out_dir), description=f"Synthetic sample of {cfg.name} in its real RLDS schema.",
-        file_format="tfrecord", disable_shuffling=True)
+        name=name,
+        version=cfg.version,
+        features=features_of(schema),
+        split_datasets=data,
+        data_dir=str(out_dir),
+        description=f"Synthetic sample of {cfg.name} in its real RLDS schema.",
+        file_format="tfrecord",
+        disable_shuffling=True,
+    )
     return out_dir / name / cfg.version
 
 
-def generate(out_dir: str | Path, episodes: int = DEFAULT_EPISODES, names: list[str] | None = None,
-             verbose: bool = True) -> Path:
+def generate(
+    out_dir: str | Path, episodes: int = DEFAULT_EPISODES, names: list[str] | None = None, verbose: bool = True
+) -> Path:
     import tensorflow_datasets as tfds
 
     tfds.disable_progress_bar()

@@ -1,6 +1,7 @@
 """The TFRecord container, read directly: each record is its length (8 bytes, little-endian), the
 length's masked CRC32C (4), the data, and the data's masked CRC32C (4). Both checksums are
 verified, as TensorFlow's own reader does."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator

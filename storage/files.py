@@ -8,6 +8,7 @@ os (memory-mapping, cheap stat); everything else goes through fsspec.
 Writes are atomic where the store allows: a local file is written under a temporary name and
 renamed; an object store makes an object visible only once it is complete.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -29,7 +30,7 @@ def is_url(path: str) -> bool:
 
 
 def _local(path: str) -> str:
-    return path[len("file://"):] if path.startswith("file://") else path
+    return path[len("file://") :] if path.startswith("file://") else path
 
 
 def _fs(path: str):
@@ -153,7 +154,7 @@ def glob(pattern: str) -> list[str]:
     fs, p = _fs(pattern)
     scheme, rest = pattern.split("://", 1)
     added = p[: len(p) - len(rest)] if p.endswith(rest) else ""  # e.g. the "/" that memory:// roots paths at
-    return sorted(f"{scheme}://{m[len(added):]}" for m in fs.glob(p))
+    return sorted(f"{scheme}://{m[len(added) :]}" for m in fs.glob(p))
 
 
 def sha256_file(*paths: str, block: int = 1 << 22) -> str:

@@ -1,5 +1,6 @@
 """JSON as this project writes it: canonical text (sorted keys, fixed indentation, a newline at
 the end), so that the same content is the same bytes, and its sha256 is a content key."""
+
 from __future__ import annotations
 
 import hashlib

@@ -3,6 +3,7 @@
 One element of a Beam PCollection is one episode (never one step): steps are the
 leading dimension of numpy columns.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

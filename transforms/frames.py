@@ -1,5 +1,6 @@
 """Image decode/resize/encode for export (each frame decoded once, source bytes reused when possible),
 and camera intrinsics after a resize."""
+
 from __future__ import annotations
 
 import io
@@ -49,8 +50,9 @@ def prepare_frames(frames: np.ndarray, size: int, keep_pixels: bool = False) -> 
     return out, (np.stack(pixels) if keep_pixels else None)
 
 
-def scale_intrinsics(fx: float, fy: float, cx: float, cy: float, src_wh: tuple[int, int],
-                     dst_wh: tuple[int, int]) -> tuple[float, float, float, float]:
+def scale_intrinsics(
+    fx: float, fy: float, cx: float, cy: float, src_wh: tuple[int, int], dst_wh: tuple[int, int]
+) -> tuple[float, float, float, float]:
     """Intrinsics after resizing an image from src_wh to dst_wh (each axis on its own)."""
     sx, sy = dst_wh[0] / src_wh[0], dst_wh[1] / src_wh[1]
     return fx * sx, fy * sy, (cx + 0.5) * sx - 0.5, (cy + 0.5) * sy - 0.5

@@ -5,6 +5,7 @@ manifests/vocabulary.py; CONVENTIONS implements every name of that table (a test
 together). Every function takes the dataset's raw gripper column [T] and returns float32 [T]
 with values in {0, 1}.
 """
+
 from __future__ import annotations
 
 import numpy as np

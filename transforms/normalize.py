@@ -8,6 +8,7 @@ q99 and mask (False = leave the dimension as is: the gripper).
   normal:               (x - mean) / std, not clipped
 A dimension whose bounds coincide (or whose std is 0) carries no information and becomes 0.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Rotation formats -> roll-pitch-yaw deltas."""
+
 from __future__ import annotations
 
 import numpy as np

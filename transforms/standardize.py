@@ -5,6 +5,7 @@ and slices make the translation, rotation and gripper, which gripper convention 
 and whether Bridge-style first-step drops and state relabeling happen. Bumping
 TRANSFORM_VERSION invalidates cached statistics.
 """
+
 from __future__ import annotations
 
 import zlib
@@ -29,7 +30,9 @@ def _parts_keys(cfg: DatasetConfig) -> list[str]:
     return [p.key for p in parts if p is not None and p.key is not None]
 
 
-def required_keys(cfg: DatasetConfig, images: bool = False, proprio: bool = False, instruction: bool = True) -> list[str]:
+def required_keys(
+    cfg: DatasetConfig, images: bool = False, proprio: bool = False, instruction: bool = True
+) -> list[str]:
     """The step keys a stage must read: actions always, images and proprio on request."""
     keys = _parts_keys(cfg)
     if instruction and cfg.instruction:
@@ -92,7 +95,7 @@ def standardize(episode: RawEpisode, cfg: DatasetConfig) -> StandardEpisode:
         raise EpisodeError(f"{where}: {t} steps, its transform needs at least {min_steps(cfg)}")
 
     if a.drop_first_steps:
-        steps = {k: v[a.drop_first_steps:] for k, v in steps.items()}
+        steps = {k: v[a.drop_first_steps :] for k, v in steps.items()}
 
     trans = _column(steps, a.translation, where)
     pad = a.translation.pad_to or trans.shape[1]
@@ -106,7 +109,9 @@ def standardize(episode: RawEpisode, cfg: DatasetConfig) -> StandardEpisode:
     raw_grip = _column(steps, a.gripper, where)[:, 0] if a.gripper.key else np.zeros(len(trans))
     grip = to_absolute_open(raw_grip, a.gripper.convention)
     if trans.shape[1] != 3 or rot.shape[1] != 3:
-        raise EpisodeError(f"{where}: translation/rotation parts give {trans.shape[1]}/{rot.shape[1]} dims, expected 3/3")
+        raise EpisodeError(
+            f"{where}: translation/rotation parts give {trans.shape[1]}/{rot.shape[1]} dims, expected 3/3"
+        )
 
     if a.relabel_from_state:
         # Movement is what the robot reached: state[t+1] - state[t]; the last step has no successor.
@@ -125,7 +130,7 @@ def standardize(episode: RawEpisode, cfg: DatasetConfig) -> StandardEpisode:
             if p.encoding == "zlib_float32":
                 col = _decode_zlib_float32(steps[p.key], p.dims, where)
                 if p.slice:
-                    col = col[:, p.slice[0]:p.slice[1]]
+                    col = col[:, p.slice[0] : p.slice[1]]
                 cols.append(col.astype(np.float64))
             else:
                 cols.append(_column(steps, p, where))

@@ -15,6 +15,7 @@ Hence |q - exact| <= w / 2 < 2 range / (BINS - 2) ~ 2.4e-4 * (max - min), within
 1e-3 * (max - min) this pipeline promises. (Values constant to within float64 precision
 get bins of about one ulp.)
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -131,8 +132,12 @@ class Accumulator:
         self.flush()
         h = (self.n - 1) * q
         i_lo, i_hi = int(np.floor(h)), int(np.ceil(h))
-        return np.array([_order_stat(self, d, i_lo) + (h - i_lo) * (_order_stat(self, d, i_hi) - _order_stat(self, d, i_lo))
-                         for d in range(self.dim)])
+        return np.array(
+            [
+                _order_stat(self, d, i_lo) + (h - i_lo) * (_order_stat(self, d, i_hi) - _order_stat(self, d, i_lo))
+                for d in range(self.dim)
+            ]
+        )
 
     def extract(self) -> dict:
         self.flush()
@@ -174,6 +179,7 @@ def _order_stat(acc: Accumulator, d: int, i: int) -> float:
 
 # ---------------------------------------------------------------- per dataset
 
+
 class DatasetStatistics:
     """Action and (optional) proprio statistics of one dataset."""
 
@@ -197,9 +203,11 @@ class DatasetStatistics:
         return self
 
     def extract(self) -> dict:
-        out = {"action": {**self.action.extract(), "mask": list(GRIPPER_MASK)},
-               "num_transitions": int(self.action.n), "num_trajectories": int(self.action.trajectories)}
+        out = {
+            "action": {**self.action.extract(), "mask": list(GRIPPER_MASK)},
+            "num_transitions": int(self.action.n),
+            "num_trajectories": int(self.action.trajectories),
+        }
         if self.proprio is not None and self.proprio.flush().n:
             out["proprio"] = self.proprio.extract()
         return out
-

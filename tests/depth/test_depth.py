@@ -3,6 +3,7 @@
 Its output is not depth (random weights); the tests check the machinery: loading through the
 real code, shapes, units, batching, the Beam step and its accelerator hint, the export column.
 """
+
 import json
 
 import numpy as np
@@ -30,14 +31,18 @@ def test_loads_through_the_real_code_and_keeps_the_input_size(tiny_zoedepth):
     out = est.predict(frames(3))
     assert out.shape == (3, 40, 48) and out.dtype == np.float32 and np.isfinite(out).all()
     info = est.describe()
-    assert info["weights_sha256"] and len(info["weights_sha256"]) == 64 and info["input_size"] == {"height": 64, "width": 64}
+    assert (
+        info["weights_sha256"]
+        and len(info["weights_sha256"]) == 64
+        and info["input_size"] == {"height": 64, "width": 64}
+    )
 
 
 def test_batched_equals_unbatched(tiny_zoedepth):
     est = DepthEstimator.load(str(tiny_zoedepth), device="cpu")
     x = frames(4, seed=1)
     batched = est.predict(x)
-    one_by_one = np.concatenate([est.predict(x[i:i + 1]) for i in range(4)])
+    one_by_one = np.concatenate([est.predict(x[i : i + 1]) for i in range(4)])
     np.testing.assert_allclose(batched, one_by_one, rtol=1e-4, atol=1e-5)
 
 
@@ -95,8 +100,25 @@ def test_export_with_depth_writes_a_depth_column(tiny_zoedepth, bridge_root, tmp
     from pipeline.run import main
 
     out = tmp_path / "out"
-    assert main(["--mixture", "bridge", "--data-dir", str(bridge_root), "--out", str(out), "--image-size", "32",
-                 "--split", "train[:3]", "--depth-model", str(tiny_zoedepth)]) == 0
+    assert (
+        main(
+            [
+                "--mixture",
+                "bridge",
+                "--data-dir",
+                str(bridge_root),
+                "--out",
+                str(out),
+                "--image-size",
+                "32",
+                "--split",
+                "train[:3]",
+                "--depth-model",
+                str(tiny_zoedepth),
+            ]
+        )
+        == 0
+    )
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["depth"]["units"] == "millimetres" and manifest["depth"]["encoding"] == "png16"
     assert len(manifest["depth"]["weights_sha256"]) == 64

@@ -1,4 +1,5 @@
 """grids.inspect, grids.rediscretize and pipeline.export on a real (Bridge) export."""
+
 import shutil
 
 import numpy as np
@@ -21,8 +22,24 @@ pytestmark = pytest.mark.slow  # end-to-end runs of the job
 @pytest.fixture(scope="module")
 def bridge_out(bridge_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("tools") / "out"
-    assert run_main(["--mixture", "bridge", "--data-dir", str(bridge_root), "--out", str(out), "--no-depth",
-                     "--image-size", "48", "--shard-mb", "0.3"]) == 0
+    assert (
+        run_main(
+            [
+                "--mixture",
+                "bridge",
+                "--data-dir",
+                str(bridge_root),
+                "--out",
+                str(out),
+                "--no-depth",
+                "--image-size",
+                "48",
+                "--shard-mb",
+                "0.3",
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -66,8 +83,21 @@ def test_rediscretize_for_a_new_robot(bridge_out, tmp_path):
     out_dir = tmp_path / "work"
     shutil.copytree(bridge_out, out_dir)
     m_before, t_before = table_of(out_dir)
-    assert rediscretize.main(["--base", str(bridge_out / "grids" / "bridge.json"), "--data", str(tmp_path / "robot.npy"),
-                              "--out", str(tmp_path / "new.json"), "--retokenize", str(out_dir)]) == 0
+    assert (
+        rediscretize.main(
+            [
+                "--base",
+                str(bridge_out / "grids" / "bridge.json"),
+                "--data",
+                str(tmp_path / "robot.npy"),
+                "--out",
+                str(tmp_path / "new.json"),
+                "--retokenize",
+                str(out_dir),
+            ]
+        )
+        == 0
+    )
     new = ActionGrid.load(str(tmp_path / "new.json"))
     assert new.counts == base.counts
     assert any(not np.allclose(new.edges[v], base.edges[v]) for v in new.edges)
@@ -78,8 +108,9 @@ def test_rediscretize_for_a_new_robot(bridge_out, tmp_path):
     m_after, t_after = table_of(out_dir)
     assert t_after.num_rows == t_before.num_rows
     action = np.stack(t_after.column("action").to_numpy(zero_copy_only=False))
-    np.testing.assert_array_equal(np.stack(t_after.column("action_tokens").to_numpy(zero_copy_only=False)),
-                                  ActionTokenizer(new).encode(action))
+    np.testing.assert_array_equal(
+        np.stack(t_after.column("action_tokens").to_numpy(zero_copy_only=False)), ActionTokenizer(new).encode(action)
+    )
     for col in ("episode_id", "step", "image", "action", "raw_action"):
         assert t_after.column(col).equals(t_before.column(col))
     old = {s["path"] for s in m_before["datasets"]["bridge_orig"]["shards"]}
@@ -88,8 +119,10 @@ def test_rediscretize_for_a_new_robot(bridge_out, tmp_path):
 
 
 def test_embedding_map_is_identity_for_the_same_grid_and_interpolates_by_hand():
-    g = grid_from_gaussians({v: {"mu": 0.1, "sigma": 0.4} for v in ("x", "y", "z", "roll", "pitch", "yaw")}
-                            | {"theta": {"mu": 1.5, "sigma": 0.8}, "phi": {"mu": 0.0, "sigma": 1.5}, "r": {"mu": 0.5, "sigma": 0.3}})
+    g = grid_from_gaussians(
+        {v: {"mu": 0.1, "sigma": 0.4} for v in ("x", "y", "z", "roll", "pitch", "yaw")}
+        | {"theta": {"mu": 1.5, "sigma": 0.8}, "phi": {"mu": 0.0, "sigma": 1.5}, "r": {"mu": 0.5, "sigma": 0.3}}
+    )
     m = embedding_map(g, g)
     assert (m != sp.identity(8194, format="csr")).nnz == 0
     # 2 roll bins: old centres -0.5, 0.5; new centres -0.75, 0.25 -> weights (1 on bin 0) and (0.25, 0.75)
@@ -101,8 +134,10 @@ def test_embedding_map_is_identity_for_the_same_grid_and_interpolates_by_hand():
     np.testing.assert_allclose(dense[1:3, 1:3], [[1.0, 0.0], [0.25, 0.75]])
     np.testing.assert_allclose(dense[3:, 3:], np.eye(2))
     old_embeddings = np.arange(5 * 4, dtype=float).reshape(5, 4)
-    np.testing.assert_allclose(apply_embedding_map(embedding_map(old, new), old_embeddings)[2],
-                               0.25 * old_embeddings[1] + 0.75 * old_embeddings[2])
+    np.testing.assert_allclose(
+        apply_embedding_map(embedding_map(old, new), old_embeddings)[2],
+        0.25 * old_embeddings[1] + 0.75 * old_embeddings[2],
+    )
 
 
 def test_export_reencodes_images_only(bridge_out, tmp_path):
@@ -113,18 +148,34 @@ def test_export_reencodes_images_only(bridge_out, tmp_path):
     m_after, t_after = table_of(out_dir)
     assert t_after.num_rows == t_before.num_rows and m_after["image_size"] == 24
     from transforms.frames import decode
+
     assert decode(t_after.column("image")[0].as_py()).shape == (24, 24, 3)
     for col in ("action", "action_tokens", "raw_action", "episode_id"):
         assert t_after.column(col).equals(t_before.column(col))
     intr = m_after["datasets"]["bridge_orig"]["intrinsics"]
-    assert intr["width"] == 24 and intr["fx"] == pytest.approx(m_before["datasets"]["bridge_orig"]["intrinsics"]["fx"] / 2)
+    assert intr["width"] == 24 and intr["fx"] == pytest.approx(
+        m_before["datasets"]["bridge_orig"]["intrinsics"]["fx"] / 2
+    )
     assert export.main([str(out_dir)]) == 2
 
 
 def test_rediscretize_from_rlds_through_the_registry(bridge_root, bridge_out, tmp_path):
     out = tmp_path / "robot.json"
-    assert rediscretize.main(["--base", str(bridge_out / "grids" / "bridge.json"), "--data-dir", str(bridge_root),
-                              "--datasets", "bridge_orig=1", "--out", str(out)]) == 0
+    assert (
+        rediscretize.main(
+            [
+                "--base",
+                str(bridge_out / "grids" / "bridge.json"),
+                "--data-dir",
+                str(bridge_root),
+                "--datasets",
+                "bridge_orig=1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     new = ActionGrid.load(str(out))
     # the same data as the base grid's: the refit recovers the base's Gaussians
     base = ActionGrid.load(str(bridge_out / "grids" / "bridge.json"))

@@ -1,4 +1,5 @@
 """Grids and the tokenizer against the formula, hand-picked token ids and numpy by hand."""
+
 import json
 import math
 import re
@@ -48,26 +49,39 @@ def test_edges_follow_the_formula_by_hand():
 def test_grid_from_published_params_matches_an_independent_computation(column):
     gs = published_gs_params(column)
     grid = grid_from_gaussians(gs)
-    ranges = {"theta": (0, math.pi), "phi": (-math.pi, math.pi), "r": (0, SQRT3),
-              "roll": (-1, 1), "pitch": (-1, 1), "yaw": (-1, 1)}
+    ranges = {
+        "theta": (0, math.pi),
+        "phi": (-math.pi, math.pi),
+        "r": (0, SQRT3),
+        "roll": (-1, 1),
+        "pitch": (-1, 1),
+        "yaw": (-1, 1),
+    }
     counts = {"theta": 16, "phi": 32, "r": 8, "roll": 16, "pitch": 16, "yaw": 16}
     for v, (lo, hi) in ranges.items():
         mu, sigma = gs[v]["mu"], gs[v]["sigma"]
         p = np.linspace(norm.cdf(lo, loc=mu, scale=sigma), norm.cdf(hi, loc=mu, scale=sigma), counts[v] + 1)
         np.testing.assert_allclose(grid.edges[v], np.clip(norm.ppf(p, loc=mu, scale=sigma), lo, hi), atol=1e-12)
     doc = grid.to_json()
-    assert doc["num_bins"] == {"translation": {"theta_bins": 16, "phi_bins": 32, "r_bins": 8},
-                               "rotation": {"roll_bins": 16, "pitch_bins": 16, "yaw_bins": 16},
-                               "gripper": 2, "total": 8194}
+    assert doc["num_bins"] == {
+        "translation": {"theta_bins": 16, "phi_bins": 32, "r_bins": 8},
+        "rotation": {"roll_bins": 16, "pitch_bins": 16, "yaw_bins": 16},
+        "gripper": 2,
+        "total": 8194,
+    }
     assert len(doc["bin_policy"]["translation"]["phi_bins"]) == 33 and doc["use_spherical"] is True
 
 
 def test_token_ids_by_hand_on_a_uniform_grid():
     tok = ActionTokenizer(uniform_grid())
     # rotation edges are -1, -0.875, ..., 1 (16 bins of 0.125); 0.0 is an edge: it belongs to the bin above
-    a = np.array([[0, 0, 1, 0.0, -1.0, 1.0, 1.0],      # straight up: theta 0, phi 0, r 1
-                  [0, 0, 0, -0.875, 0.9999, -0.1, 0.4],  # r = 0: theta pi/2, phi 0
-                  [5, 0, 0, 7.0, -7.0, 0.125, 0.5]])     # out of range: clipped to (1, 0, 0) and (1, -1)
+    a = np.array(
+        [
+            [0, 0, 1, 0.0, -1.0, 1.0, 1.0],  # straight up: theta 0, phi 0, r 1
+            [0, 0, 0, -0.875, 0.9999, -0.1, 0.4],  # r = 0: theta pi/2, phi 0
+            [5, 0, 0, 7.0, -7.0, 0.125, 0.5],
+        ]
+    )  # out of range: clipped to (1, 0, 0) and (1, -1)
     t = tok.encode(a)
     # row 0: theta bin 0, phi = 0 is an edge of 32 bins over [-pi, pi]: bin 16, r = 1: bin floor(1 / (sqrt3/8)) = 4
     assert t[0, 0] == 0 * 256 + 16 * 8 + 4
@@ -96,8 +110,9 @@ def test_round_trip_within_bin_widths():
         assert (np.abs(back[:, 3 + j] - a[:, 3 + j]) <= width / 2 + 1e-6).all()
     th, ph, r = to_spherical(a[:, :3])
     th2, ph2, r2 = to_spherical(back[:, :3])
-    inside = (np.abs(to_cartesian(*[grid.centres(v)[tok.bins(v, x)] for v, x in
-                                    (("theta", th), ("phi", ph), ("r", r))])) <= 1).all(axis=1)
+    inside = (
+        np.abs(to_cartesian(*[grid.centres(v)[tok.bins(v, x)] for v, x in (("theta", th), ("phi", ph), ("r", r))])) <= 1
+    ).all(axis=1)
     for v, x, y in (("theta", th, th2), ("r", r, r2)):
         width = np.diff(grid.edges[v])[tok.bins(v, x)]
         ok = np.abs(x - y) <= width / 2 + 1e-6
@@ -156,9 +171,14 @@ def test_entropy_order_on_gaussian_data():
     rng = np.random.default_rng(2)
     a = np.clip(rng.normal(0.0, 0.25, (40000, 7)), -1, 1)
     acc = FitAccumulator().add(a, 1.0, "g#0")
-    ent = {name: grid_metrics(g, a)["token_entropy"] for name, g in {
-        "empirical": empirical_grid(acc.histograms()), "gaussian": grid_from_gaussians(acc.gs_params()),
-        "uniform": uniform_grid()}.items()}
+    ent = {
+        name: grid_metrics(g, a)["token_entropy"]
+        for name, g in {
+            "empirical": empirical_grid(acc.histograms()),
+            "gaussian": grid_from_gaussians(acc.gs_params()),
+            "uniform": uniform_grid(),
+        }.items()
+    }
     assert ent["empirical"] > ent["gaussian"] > ent["uniform"], ent
 
 
@@ -203,8 +223,10 @@ def reference_encode(grid, actions):
     """The tokenizer's definition written plainly: arccos, atan2, searchsorted."""
     a = np.clip(np.asarray(actions, np.float64), -1, 1)
     theta, phi, r = to_spherical(a[:, :3])
-    b = {v: np.searchsorted(grid.edges[v][1:-1], x, side="right") for v, x in
-         (("theta", theta), ("phi", phi), ("r", r), ("roll", a[:, 3]), ("pitch", a[:, 4]), ("yaw", a[:, 5]))}
+    b = {
+        v: np.searchsorted(grid.edges[v][1:-1], x, side="right")
+        for v, x in (("theta", theta), ("phi", phi), ("r", r), ("roll", a[:, 3]), ("pitch", a[:, 4]), ("yaw", a[:, 5]))
+    }
     c = grid.counts
     t0 = b["theta"] * c["phi"] * c["r"] + b["phi"] * c["r"] + b["r"]
     t1 = grid.translation_tokens + b["roll"] * c["pitch"] * c["yaw"] + b["pitch"] * c["yaw"] + b["yaw"]

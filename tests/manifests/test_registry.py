@@ -1,4 +1,5 @@
 """The registry against MIXTURES.md, and one clear error for each kind of bad input."""
+
 import json
 import re
 import subprocess
@@ -65,15 +66,18 @@ def test_inline_mixture(registry):
     assert m.datasets["bridge_orig"].name == "bridge_orig"
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("bridge_orgi=1", "unknown dataset 'bridge_orgi' (did you mean 'bridge_orig'"),
-    ("bridge_orig=0", "weight must be a positive number, got '0'"),
-    ("bridge_orig=-1", "weight must be a positive number"),
-    ("bridge_orig=abc", "weight must be a positive number, got 'abc'"),
-    ("bridge_orig=nan", "weight must be a positive number"),
-    ("bridge_orig", "expected NAME=WEIGHT"),
-    ("bridge_orig=1,bridge_orig=2", "duplicate dataset 'bridge_orig'"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("bridge_orgi=1", "unknown dataset 'bridge_orgi' (did you mean 'bridge_orig'"),
+        ("bridge_orig=0", "weight must be a positive number, got '0'"),
+        ("bridge_orig=-1", "weight must be a positive number"),
+        ("bridge_orig=abc", "weight must be a positive number, got 'abc'"),
+        ("bridge_orig=nan", "weight must be a positive number"),
+        ("bridge_orig", "expected NAME=WEIGHT"),
+        ("bridge_orig=1,bridge_orig=2", "duplicate dataset 'bridge_orig'"),
+    ],
+)
 def test_inline_mixture_errors(registry, spec, message):
     with pytest.raises(RegistryError, match=re.escape(message)) as e:
         parse_inline(spec, registry)
@@ -98,7 +102,10 @@ def test_mixture_file(tmp_path, registry):
 
 
 def test_mixture_file_with_a_new_robot(tmp_path, registry):
-    p = write(tmp_path, "robot.yaml", """
+    p = write(
+        tmp_path,
+        "robot.yaml",
+        """
 datasets: {my_robot: 1.0, bridge_orig: 1.0}
 dataset_configs:
   my_robot:
@@ -112,21 +119,25 @@ dataset_configs:
       translation: {key: action, slice: [0, 3]}
       rotation: {key: action, slice: [3, 6]}
       gripper: {key: action, slice: [6, 7], convention: absolute_open}
-""")
+""",
+    )
     m = resolve_mixture(str(p), registry=registry)
     assert m.datasets["my_robot"].intrinsics.source == "default"
     assert m.datasets["my_robot"].gripper_convention == "absolute_open"
 
 
-@pytest.mark.parametrize("text, message", [
-    ("datasets:\n  bridge_orig: 1\n  bridge_orig: 2\n", "line 3: duplicate key 'bridge_orig'"),
-    ("datasets:\n  bridge_orig: -2\n", "dataset 'bridge_orig': weight must be a positive number, got -2"),
-    ("datasets:\n  bridge_orig: true\n", "weight must be a positive number, got True"),
-    ("datasets:\n  brige_orig: 1\n", "unknown dataset 'brige_orig' (did you mean 'bridge_orig'"),
-    ("name: x\n", "missing field 'datasets'"),
-    ("datasets: [1, 2\n", "not valid YAML"),
-    ("datasets: {r: 1}\ndataset_configs:\n  r: {version: 1.0.0}\n", "dataset 'r': missing field 'control_hz'"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("datasets:\n  bridge_orig: 1\n  bridge_orig: 2\n", "line 3: duplicate key 'bridge_orig'"),
+        ("datasets:\n  bridge_orig: -2\n", "dataset 'bridge_orig': weight must be a positive number, got -2"),
+        ("datasets:\n  bridge_orig: true\n", "weight must be a positive number, got True"),
+        ("datasets:\n  brige_orig: 1\n", "unknown dataset 'brige_orig' (did you mean 'bridge_orig'"),
+        ("name: x\n", "missing field 'datasets'"),
+        ("datasets: [1, 2\n", "not valid YAML"),
+        ("datasets: {r: 1}\ndataset_configs:\n  r: {version: 1.0.0}\n", "dataset 'r': missing field 'control_hz'"),
+    ],
+)
 def test_mixture_file_errors(tmp_path, registry, text, message):
     p = write(tmp_path, "bad.yaml", text)
     with pytest.raises(RegistryError, match=re.escape(message)) as e:
@@ -137,7 +148,9 @@ def test_mixture_file_errors(tmp_path, registry, text, message):
 def test_bad_registry_entry_names_file_dataset_and_field(tmp_path):
     good = (ROOT / "manifests" / "datasets.yaml").read_text()
     bad = write(tmp_path, "datasets.yaml", good.replace("convention: relative}", "convention: sideways}", 1))
-    with pytest.raises(RegistryError, match=r"datasets.yaml: dataset 'fractal20220817_data': action.gripper.convention must be one of"):
+    with pytest.raises(
+        RegistryError, match=r"datasets.yaml: dataset 'fractal20220817_data': action.gripper.convention must be one of"
+    ):
         load_registry(bad)
     bad = write(tmp_path, "datasets.yaml", good.replace("    control_hz: 3\n", "", 1))
     with pytest.raises(RegistryError, match=r"dataset 'fractal20220817_data': missing field 'control_hz'"):
@@ -145,8 +158,9 @@ def test_bad_registry_entry_names_file_dataset_and_field(tmp_path):
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "pipeline.run", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.run", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_dry_run_resolves_every_named_mixture(registry, tmp_path):
@@ -161,8 +175,9 @@ def test_dry_run_resolves_every_named_mixture(registry, tmp_path):
 
 
 def test_dry_run_on_real_bridge_counts_episodes(bridge_root):
-    r = run_cli("--mixture", "bridge", "--dry-run", "--data-dir", str(bridge_root), "--split", "train[:40%]",
-                "--no-depth")
+    r = run_cli(
+        "--mixture", "bridge", "--dry-run", "--data-dir", str(bridge_root), "--split", "train[:40%]", "--no-depth"
+    )
     assert r.returncode == 0, r.stderr
     plan = json.loads(r.stdout)
     (d,) = plan["datasets"]
@@ -171,12 +186,15 @@ def test_dry_run_on_real_bridge_counts_episodes(bridge_root):
     assert plan["stages"] == ["stats", "grids", "export"]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--mixture", "oxe_magic_sop"], "error: --mixture: unknown mixture 'oxe_magic_sop'"),
-    (["--datasets", "bridge_orig=0"], "weight must be a positive number"),
-    (["--mixture", "bridge", "--stages", "stats,tokens"], "--stages: unknown stage 'tokens'"),
-    (["--mixture", "nope.yaml"], "mixture file 'nope.yaml' does not exist"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--mixture", "oxe_magic_sop"], "error: --mixture: unknown mixture 'oxe_magic_sop'"),
+        (["--datasets", "bridge_orig=0"], "weight must be a positive number"),
+        (["--mixture", "bridge", "--stages", "stats,tokens"], "--stages: unknown stage 'tokens'"),
+        (["--mixture", "nope.yaml"], "mixture file 'nope.yaml' does not exist"),
+    ],
+)
 def test_cli_errors_are_one_line_exit_2(args, message):
     r = run_cli(*args, "--dry-run")
     assert r.returncode == 2
@@ -186,8 +204,21 @@ def test_cli_errors_are_one_line_exit_2(args, message):
 def test_help_documents_every_flag():
     r = run_cli("--help")
     assert r.returncode == 0
-    for flag in ["--mixture", "--datasets", "--data-dir", "--out", "--split", "--max-episodes", "--stages",
-                 "--image-size", "--depth-model", "--no-depth", "--seed", "--strict", "--dry-run"]:
+    for flag in [
+        "--mixture",
+        "--datasets",
+        "--data-dir",
+        "--out",
+        "--split",
+        "--max-episodes",
+        "--stages",
+        "--image-size",
+        "--depth-model",
+        "--no-depth",
+        "--seed",
+        "--strict",
+        "--dry-run",
+    ]:
         assert flag in r.stdout
 
 
@@ -200,12 +231,26 @@ def test_each_vocabulary_is_implemented_by_the_code_that_reads_it():
     assert set(MODES) == set(vocabulary.NORMALIZATIONS)
 
 
-@pytest.mark.parametrize("edit, message", [
-    (("    control_hz: 3\n", "    control_hz: fast\n"), "dataset 'fractal20220817_data': control_hz must be a positive number, got 'fast'"),
-    (("    control_hz: 3\n", "    control_hz: 3\n    colour: red\n"), "dataset 'fractal20220817_data': unknown field(s) ['colour']"),
-    (("      translation: {key: action/world_vector}\n", "      translation: {key: action/world_vector, scale: 2}\n"),
-     "action.translation: unknown field(s) ['scale']"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (
+            ("    control_hz: 3\n", "    control_hz: fast\n"),
+            "dataset 'fractal20220817_data': control_hz must be a positive number, got 'fast'",
+        ),
+        (
+            ("    control_hz: 3\n", "    control_hz: 3\n    colour: red\n"),
+            "dataset 'fractal20220817_data': unknown field(s) ['colour']",
+        ),
+        (
+            (
+                "      translation: {key: action/world_vector}\n",
+                "      translation: {key: action/world_vector, scale: 2}\n",
+            ),
+            "action.translation: unknown field(s) ['scale']",
+        ),
+    ],
+)
 def test_bad_registry_values_are_one_line_errors(tmp_path, edit, message):
     good = (ROOT / "manifests" / "datasets.yaml").read_text()
     bad = write(tmp_path, "datasets.yaml", good.replace(*edit, 1))

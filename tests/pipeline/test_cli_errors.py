@@ -1,4 +1,5 @@
 """Bad command-line input: one clear line, exit code 2, nothing partial written."""
+
 import os
 import subprocess
 import sys
@@ -8,8 +9,9 @@ from tests.conftest import ROOT
 
 def run_cli(*args, cwd=ROOT):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "pipeline.run", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.run", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def assert_one_line_error(r, message):
@@ -52,8 +54,10 @@ def test_output_dir_not_writable(tmp_path, bridge_root):
 
 
 def test_bad_weights_and_unknown_mixture(tmp_path):
-    assert_one_line_error(run_cli("--datasets", "bridge_orig=-1", "--out", str(tmp_path / "o")),
-                          "weight must be a positive number")
-    assert_one_line_error(run_cli("--mixture", "oxe_magic", "--out", str(tmp_path / "o")),
-                          "unknown mixture 'oxe_magic'")
+    assert_one_line_error(
+        run_cli("--datasets", "bridge_orig=-1", "--out", str(tmp_path / "o")), "weight must be a positive number"
+    )
+    assert_one_line_error(
+        run_cli("--mixture", "oxe_magic", "--out", str(tmp_path / "o")), "unknown mixture 'oxe_magic'"
+    )
     assert not (tmp_path / "o").exists()

@@ -1,4 +1,5 @@
 """python -m pipeline.run end to end, checked against independent computations."""
+
 import hashlib
 import json
 
@@ -32,15 +33,32 @@ def standardized(data_dir, name, split="train"):
 
 
 def file_hashes(out):
-    return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(out.rglob("*")) if p.is_file() and ".cache" not in p.parts}
+    return {
+        str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and ".cache" not in p.parts
+    }
 
 
 @pytest.fixture(scope="module")
 def bridge_run(bridge_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("bridge") / "out"
-    assert main(["--mixture", "bridge", "--data-dir", str(bridge_root), "--out", str(out), "--no-depth",
-                 "--image-size", "64"]) == 0
+    assert (
+        main(
+            [
+                "--mixture",
+                "bridge",
+                "--data-dir",
+                str(bridge_root),
+                "--out",
+                str(out),
+                "--no-depth",
+                "--image-size",
+                "64",
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -61,7 +79,9 @@ def test_bridge_shards_match_the_source_by_hand(bridge_run, bridge_root):
     # statistics against numpy on the same standardized actions
     a = np.concatenate([e.action for e in episodes]).astype(np.float64)
     for key, q in (("q01", 0.01), ("q99", 0.99)):
-        assert np.all(np.abs(np.array(stats["action"][key]) - np.quantile(a, q, axis=0)) <= 1e-3 * np.ptp(a, axis=0) + 1e-12)
+        assert np.all(
+            np.abs(np.array(stats["action"][key]) - np.quantile(a, q, axis=0)) <= 1e-3 * np.ptp(a, axis=0) + 1e-12
+        )
     np.testing.assert_allclose(stats["action"]["mean"], a.mean(0), rtol=1e-6, atol=1e-9)
     assert stats["num_trajectories"] == 25 and stats["num_transitions"] == 200
     # rows are episode-contiguous, steps numbered, first/last flagged
@@ -70,6 +90,7 @@ def test_bridge_shards_match_the_source_by_hand(bridge_run, bridge_root):
     assert [i for i, s in zip(ids, steps) if s == 0] == [e.episode_id for e in episodes]
     assert sum(table.column("is_first").to_pylist()) == sum(table.column("is_last").to_pylist()) == 25
     from transforms.frames import decode
+
     assert decode(table.column("image")[0].as_py()).shape == (64, 64, 3)
     assert table.column("language_instruction")[0].as_py() == episodes[0].instruction
 
@@ -87,23 +108,68 @@ def test_bridge_manifest_and_report(bridge_run):
 
 def test_rerun_reads_the_statistics_cache_and_is_byte_identical(bridge_run, bridge_root, capfd):
     before = file_hashes(bridge_run)
-    assert main(["--mixture", "bridge", "--data-dir", str(bridge_root), "--out", str(bridge_run), "--no-depth",
-                 "--image-size", "64"]) == 0
+    assert (
+        main(
+            [
+                "--mixture",
+                "bridge",
+                "--data-dir",
+                str(bridge_root),
+                "--out",
+                str(bridge_run),
+                "--no-depth",
+                "--image-size",
+                "64",
+            ]
+        )
+        == 0
+    )
     assert "statistics read from the cache" in capfd.readouterr().err
     assert file_hashes(bridge_run) == before
 
 
 def test_multi_process_runner_gives_identical_output(bridge_run, bridge_root, tmp_path):
     out = tmp_path / "mp"
-    assert main(["--mixture", "bridge", "--data-dir", str(bridge_root), "--out", str(out), "--no-depth",
-                 "--image-size", "64", "--", "--direct_running_mode=multi_processing", "--direct_num_workers=2"]) == 0
+    assert (
+        main(
+            [
+                "--mixture",
+                "bridge",
+                "--data-dir",
+                str(bridge_root),
+                "--out",
+                str(out),
+                "--no-depth",
+                "--image-size",
+                "64",
+                "--",
+                "--direct_running_mode=multi_processing",
+                "--direct_num_workers=2",
+            ]
+        )
+        == 0
+    )
     assert file_hashes(out) == file_hashes(bridge_run)
 
 
 def test_every_dataset_end_to_end_on_the_sample_corpus(sample_corpus, tmp_path):
     out = tmp_path / "out"
-    assert main(["--mixture", "oxe_spatial_vla_plus", "--data-dir", str(sample_corpus), "--out", str(out),
-                 "--no-depth", "--image-size", "32"]) == 0
+    assert (
+        main(
+            [
+                "--mixture",
+                "oxe_spatial_vla_plus",
+                "--data-dir",
+                str(sample_corpus),
+                "--out",
+                str(out),
+                "--no-depth",
+                "--image-size",
+                "32",
+            ]
+        )
+        == 0
+    )
     manifest = verify_manifest(str(out))
     assert len(manifest["datasets"]) == 28
     stats = json.loads((out / "dataset_statistics.json").read_text())
@@ -113,14 +179,17 @@ def test_every_dataset_end_to_end_on_the_sample_corpus(sample_corpus, tmp_path):
         assert table.num_rows == sum(e.num_steps for e in episodes), name
         raw = np.stack(table.column("raw_action").to_numpy(zero_copy_only=False))
         np.testing.assert_array_equal(raw, np.concatenate([e.action for e in episodes]))
-        np.testing.assert_array_equal(np.stack(table.column("action").to_numpy(zero_copy_only=False)),
-                                      normalize(raw, stats[name]["action"]))
+        np.testing.assert_array_equal(
+            np.stack(table.column("action").to_numpy(zero_copy_only=False)), normalize(raw, stats[name]["action"])
+        )
         a, s = raw.astype(np.float64), stats[name]["action"]  # statistics against numpy on the same steps
         np.testing.assert_allclose(s["mean"], a.mean(0), rtol=1e-5, atol=1e-7)
         np.testing.assert_allclose(s["std"], a.std(0), rtol=1e-4, atol=1e-7)
         np.testing.assert_array_equal(s["min"], a.min(0))
         for key, q in (("q01", 0.01), ("q99", 0.99)):
-            assert np.all(np.abs(np.array(s[key]) - np.quantile(a, q, axis=0)) <= 1e-3 * np.ptp(a, axis=0) + 1e-12), name
+            assert np.all(np.abs(np.array(s[key]) - np.quantile(a, q, axis=0)) <= 1e-3 * np.ptp(a, axis=0) + 1e-12), (
+                name
+            )
         assert ("wrist_image" in table.column_names) == manifest["datasets"][name]["has_wrist_image"]
     w = manifest["weights"]
     n = {k: manifest["datasets"][k]["num_transitions"] for k in w}
@@ -128,7 +197,12 @@ def test_every_dataset_end_to_end_on_the_sample_corpus(sample_corpus, tmp_path):
     for k in w:
         assert manifest["effective_weights"][k] == pytest.approx(w[k] * n[k] / total)
     grid = json.loads((out / manifest["grid"]).read_text())
-    assert set(grid["provenance"]["excluded"]) == {"language_table", "berkeley_fanuc_manipulation", "cmu_stretch", "jaco_play"}
+    assert set(grid["provenance"]["excluded"]) == {
+        "language_table",
+        "berkeley_fanuc_manipulation",
+        "cmu_stretch",
+        "jaco_play",
+    }
     report = json.loads((out / "report.json").read_text())
     missing = [p for p in report["problems"] if p["reason"] == "missing instruction (kept)"]
     assert missing and all(p["episodes_lost"] == 0 for p in missing)  # flagged, counted, kept

@@ -1,4 +1,5 @@
 """Faults injected into a copy of the real Bridge slice: the run survives, counts and reports each."""
+
 import json
 import shutil
 
@@ -52,8 +53,20 @@ def break_records(i, f):
 
 
 def run(data_dir, out, *extra):
-    return main(["--mixture", "bridge", "--data-dir", str(data_dir), "--out", str(out), "--no-depth",
-                 "--image-size", "32", *extra])
+    return main(
+        [
+            "--mixture",
+            "bridge",
+            "--data-dir",
+            str(data_dir),
+            "--out",
+            str(out),
+            "--no-depth",
+            "--image-size",
+            "32",
+            *extra,
+        ]
+    )
 
 
 def report_of(out):
@@ -99,11 +112,14 @@ def test_strict_fails_with_the_same_message(broken, tmp_path, capfd):
     assert not (out / "manifest.json").exists() and report_of(out)["episodes_lost"] == 3
 
 
-@pytest.mark.parametrize("damage, reason, lost", [
-    ("crc", "corrupt TFRecord after episode 12", 13),
-    ("truncate", "corrupt TFRecord after episode", None),
-    ("missing", "listed in dataset_info.json is missing", 25),
-])
+@pytest.mark.parametrize(
+    "damage, reason, lost",
+    [
+        ("crc", "corrupt TFRecord after episode 12", 13),
+        ("truncate", "corrupt TFRecord after episode", None),
+        ("missing", "listed in dataset_info.json is missing", 25),
+    ],
+)
 def test_damaged_shards_lose_only_what_they_hold(bridge_root, tmp_path, damage, reason, lost):
     data = tmp_path / "data"
     shard = two_shard_copy(bridge_root, data) / NAME.format(1)
@@ -112,7 +128,7 @@ def test_damaged_shards_lose_only_what_they_hold(bridge_root, tmp_path, damage, 
         offsets, pos = [], 0
         while pos < len(raw):  # walk the TFRecord framing: length (8) + crc (4) + data + crc (4)
             offsets.append(pos)
-            pos += 16 + int.from_bytes(raw[pos:pos + 8], "little")
+            pos += 16 + int.from_bytes(raw[pos : pos + 8], "little")
         raw[offsets[12] + 12 + 100] ^= 0xFF  # a byte inside episode 12's data
         shard.write_bytes(bytes(raw))
     elif damage == "truncate":

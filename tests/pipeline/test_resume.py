@@ -1,4 +1,5 @@
 """A run killed (SIGKILL) during export, run again: finished work reused, output identical."""
+
 import hashlib
 import os
 import signal
@@ -16,13 +17,30 @@ DATASETS = "kuka=1,roboturk=1,berkeley_autolab_ur5=1,toto=1,ucsd_kitchen_dataset
 
 
 def command(data, out):
-    return [sys.executable, "-m", "pipeline.run", "--datasets", DATASETS, "--data-dir", str(data), "--out", str(out),
-            "--no-depth", "--image-size", "224", "--split", "train+val"]
+    return [
+        sys.executable,
+        "-m",
+        "pipeline.run",
+        "--datasets",
+        DATASETS,
+        "--data-dir",
+        str(data),
+        "--out",
+        str(out),
+        "--no-depth",
+        "--image-size",
+        "224",
+        "--split",
+        "train+val",
+    ]
 
 
 def hashes(out):
-    return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(out.rglob("*")) if p.is_file() and ".cache" not in p.parts}
+    return {
+        str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and ".cache" not in p.parts
+    }
 
 
 def test_killed_export_resumes_to_identical_output(sample_corpus, tmp_path):
@@ -31,8 +49,9 @@ def test_killed_export_resumes_to_identical_output(sample_corpus, tmp_path):
     subprocess.run(command(sample_corpus, reference), env=env, cwd=ROOT, check=True, capture_output=True)
 
     out = tmp_path / "killed"
-    proc = subprocess.Popen(command(sample_corpus, out), env=env, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        command(sample_corpus, out), env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 300
     parts = []
     while time.time() < deadline and proc.poll() is None:

@@ -1,4 +1,5 @@
 """The trainer's reader on a hand-built export: weights, epochs across workers and ranks, resume, chunks."""
+
 import io
 import json
 
@@ -29,7 +30,7 @@ def export(tmp_path_factory):
     out = tmp_path_factory.mktemp("export")
     manifest = {"format_version": 1, "weights": WEIGHTS, "datasets": {}}
     for name, lengths in EPISODES.items():
-        shards, per_shard = [], [lengths[: len(lengths) // 2], lengths[len(lengths) // 2:]]
+        shards, per_shard = [], [lengths[: len(lengths) // 2], lengths[len(lengths) // 2 :]]
         for i, eps in enumerate(per_shard):
             rows = {k: [] for k in shard_schema().names}
             for e, t in enumerate(eps):
@@ -51,9 +52,20 @@ def export(tmp_path_factory):
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(path, "wb") as f:
                 write_table(f, table, rows_per_batch=4)  # several batches per shard
-            shards.append({"path": str(path.relative_to(out)), "num_rows": table.num_rows, "num_episodes": len(eps),
-                           "sha256": sha256_file(str(path)), "bytes": path.stat().st_size})
-        manifest["datasets"][name] = {"num_transitions": sum(lengths), "num_trajectories": len(lengths), "shards": shards}
+            shards.append(
+                {
+                    "path": str(path.relative_to(out)),
+                    "num_rows": table.num_rows,
+                    "num_episodes": len(eps),
+                    "sha256": sha256_file(str(path)),
+                    "bytes": path.stat().st_size,
+                }
+            )
+        manifest["datasets"][name] = {
+            "num_transitions": sum(lengths),
+            "num_trajectories": len(lengths),
+            "shards": shards,
+        }
     (out / "manifest.json").write_text(json.dumps(manifest))
     return out
 
@@ -63,9 +75,13 @@ def key(step):
 
 
 def all_steps():
-    return {(f"{n}-{i}#{e}", s) for n, lengths in EPISODES.items()
-            for i, eps in enumerate([lengths[: len(lengths) // 2], lengths[len(lengths) // 2:]])
-            for e, t in enumerate(eps) for s in range(t)}
+    return {
+        (f"{n}-{i}#{e}", s)
+        for n, lengths in EPISODES.items()
+        for i, eps in enumerate([lengths[: len(lengths) // 2], lengths[len(lengths) // 2 :]])
+        for e, t in enumerate(eps)
+        for s in range(t)
+    }
 
 
 @pytest.mark.parametrize("balance", [True, False])
@@ -116,7 +132,7 @@ def test_action_chunks_and_padding_by_hand(export):
         t = EPISODES[step["dataset"]]
         eid, s = key(step)
         shard, e = eid.split("-")[1].split("#")
-        lengths = t[: len(t) // 2] if shard == "0" else t[len(t) // 2:]
+        lengths = t[: len(t) // 2] if shard == "0" else t[len(t) // 2 :]
         length = lengths[int(e)]
         base = 1000 * (int(shard) * 100 + int(e))
         expected = [base + min(s + k, length - 1) for k in range(4)]
@@ -141,7 +157,9 @@ def test_verify_refuses_changed_or_missing_shards(export, tmp_path):
     data = bytearray(shard.read_bytes())
     data[100] ^= 0xFF
     shard.write_bytes(bytes(data))
-    with pytest.raises(ManifestError, match=r"shard shards/b/train-00001-of-00002.arrow of dataset 'b' changed: sha256"):
+    with pytest.raises(
+        ManifestError, match=r"shard shards/b/train-00001-of-00002.arrow of dataset 'b' changed: sha256"
+    ):
         MixtureDataset(str(copy), verify=True)
     shard.write_bytes(bytes(data[:-10]))
     with pytest.raises(ManifestError, match=r"changed: \d+ bytes, manifest says \d+"):

@@ -1,4 +1,5 @@
 """--text-tokenizer with a tiny tokenizer the test trains offline: input_ids and <ACTION.....> tokens."""
+
 import json
 
 import pyarrow as pa
@@ -26,13 +27,33 @@ def test_text_tokens(bridge_root, tmp_path):
     from sources.rlds import open_dataset
 
     cfg = load_registry().datasets["bridge_orig"]
-    texts = sorted({e.steps["language_instruction"][0].decode()
-                    for e in open_dataset(str(bridge_root), cfg).episodes("train", keys=["language_instruction"])})
+    texts = sorted(
+        {
+            e.steps["language_instruction"][0].decode()
+            for e in open_dataset(str(bridge_root), cfg).episodes("train", keys=["language_instruction"])
+        }
+    )
     tok_dir = train_tiny_tokenizer(tmp_path / "tok", texts)
     base_vocab = len(AutoTokenizer.from_pretrained(tok_dir))
     out = tmp_path / "out"
-    assert main(["--mixture", "bridge", "--data-dir", str(bridge_root), "--out", str(out), "--no-depth",
-                 "--image-size", "32", "--text-tokenizer", str(tok_dir)]) == 0
+    assert (
+        main(
+            [
+                "--mixture",
+                "bridge",
+                "--data-dir",
+                str(bridge_root),
+                "--out",
+                str(out),
+                "--no-depth",
+                "--image-size",
+                "32",
+                "--text-tokenizer",
+                str(tok_dir),
+            ]
+        )
+        == 0
+    )
     manifest = json.loads((out / "manifest.json").read_text())
     info = manifest["text_tokenizer"]
     assert info["action_token_first_id"] == base_vocab and info["vocab_size"] == base_vocab + 8194

@@ -1,4 +1,5 @@
 """The real BridgeData V2 slice read as `bridge_orig`, checked against numpy by hand."""
+
 import json
 import shutil
 
@@ -58,8 +59,13 @@ def test_reading_action_fields_decodes_and_parses_no_image(bridge, monkeypatch):
 
     cfg, ds = bridge
     decodes, parsed = [], []
-    for mod, name in [(tf.io, "decode_jpeg"), (tf.io, "decode_image"), (tf.image, "decode_jpeg"),
-                      (tf.io, "decode_png"), (PIL.Image, "open")]:
+    for mod, name in [
+        (tf.io, "decode_jpeg"),
+        (tf.io, "decode_image"),
+        (tf.image, "decode_jpeg"),
+        (tf.io, "decode_png"),
+        (PIL.Image, "open"),
+    ]:
         real = getattr(mod, name)
         monkeypatch.setattr(mod, name, lambda *a, _r=real, **k: (decodes.append(1), _r(*a, **k))[1])
     import sources.rlds as rlds
@@ -93,7 +99,9 @@ def test_missing_data_errors(bridge, tmp_path, registry):
     cfg, ds = bridge
     with pytest.raises(RLDSError, match=r"data dir '.*nowhere' does not exist"):
         open_dataset(str(tmp_path / "nowhere"), cfg)
-    with pytest.raises(RLDSError, match=r"dataset 'kuka' 0.1.0: not found \(looked for dataset_info.json in .*kuka/0.1.0\)"):
+    with pytest.raises(
+        RLDSError, match=r"dataset 'kuka' 0.1.0: not found \(looked for dataset_info.json in .*kuka/0.1.0\)"
+    ):
         open_dataset(str(tmp_path), registry.datasets["kuka"])
     with pytest.raises(RLDSError, match=r"dataset 'bridge_orig': no split 'test' \(has: train, val\)"):
         ds.plan("test")
@@ -108,7 +116,9 @@ def test_missing_shard_names_the_file(bridge, tmp_path):
     for f in ("dataset_info.json", "features.json"):
         shutil.copy(f"{ds.directory}/{f}", copy / f)
     broken = RLDSDataset(str(copy), "bridge_orig")
-    with pytest.raises(RLDSError, match=r"shard .*bridge_dataset-train.tfrecord-00000-of-00001 listed in dataset_info.json is missing"):
+    with pytest.raises(
+        RLDSError, match=r"shard .*bridge_dataset-train.tfrecord-00000-of-00001 listed in dataset_info.json is missing"
+    ):
         next(broken.episodes("train"))
     (copy / "dataset_info.json").write_text("{not json")
     with pytest.raises(RLDSError, match=r"dataset_info.json: not valid JSON"):
@@ -119,5 +129,5 @@ def test_shards_found_from_dataset_info(bridge):
     _, ds = bridge
     info = json.loads(open(f"{ds.directory}/dataset_info.json").read())
     assert info["name"] == "bridge_dataset" and ds.tfds_name == "bridge_dataset"
-    (path, n), = ds.shard_files("train")
+    ((path, n),) = ds.shard_files("train")
     assert path.endswith("bridge_dataset-train.tfrecord-00000-of-00001") and n == 25

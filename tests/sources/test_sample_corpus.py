@@ -1,4 +1,5 @@
 """The built-in sample corpus: real TFDS datasets in each registry dataset's schema, deterministic."""
+
 import hashlib
 
 import numpy as np
@@ -9,8 +10,11 @@ from transforms.standardize import required_keys, standardize
 
 
 def tree_hashes(root):
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_every_dataset_opens_with_tfds_and_standardizes(sample_corpus, registry):
@@ -23,7 +27,9 @@ def test_every_dataset_opens_with_tfds_and_standardizes(sample_corpus, registry)
         builder = tfds.builder_from_directory(ds.directory)
         first = next(iter(builder.as_dataset(split="train").take(1)))
         assert int(first["steps"].cardinality()) >= 12  # a nested dataset of steps, as RLDS has
-        episodes = [standardize(e, cfg) for e in ds.episodes("train", keys=required_keys(cfg, images=True, proprio=True))]
+        episodes = [
+            standardize(e, cfg) for e in ds.episodes("train", keys=required_keys(cfg, images=True, proprio=True))
+        ]
         assert len(episodes) == builder.info.splits["train"].num_examples == 2
         actions = np.concatenate([e.action for e in episodes])
         assert actions.dtype == np.float32 and actions.shape[1] == 7 and np.isfinite(actions).all(), name
@@ -35,6 +41,7 @@ def test_every_dataset_opens_with_tfds_and_standardizes(sample_corpus, registry)
         jpeg = episodes[0].image[0]
         assert jpeg[:2] == b"\xff\xd8"
         from transforms.frames import decode
+
         assert decode(jpeg).shape == (h, w, 3), name
         assert (episodes[0].wrist_image is not None) == (cfg.wrist_image is not None)
         assert episodes[0].proprio is not None or not cfg.proprio
@@ -44,7 +51,10 @@ def test_scales_differ_between_datasets(sample_corpus, registry):
     means = {}
     for name in ("fractal20220817_data", "bridge_orig", "language_table"):
         cfg = registry.datasets[name]
-        eps = [standardize(e, cfg) for e in open_dataset(str(sample_corpus), cfg).episodes("train", keys=required_keys(cfg))]
+        eps = [
+            standardize(e, cfg)
+            for e in open_dataset(str(sample_corpus), cfg).episodes("train", keys=required_keys(cfg))
+        ]
         means[name] = np.abs(np.concatenate([e.action[:, :3] for e in eps])).mean()
     assert means["fractal20220817_data"] > 5 * means["bridge_orig"]
 

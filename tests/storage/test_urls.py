@@ -2,6 +2,7 @@
 
 The real Bridge slice is copied to memory://, the whole job runs from there to memory://, and its
 shards are byte-identical to the same job run on local paths."""
+
 import json
 from pathlib import Path
 
@@ -67,7 +68,10 @@ def test_the_job_reads_and_writes_urls_with_the_same_bytes(runs):
 def test_the_reader_streams_from_a_url(runs):
     local, url = runs
     a = [s["episode_id"] + str(int(s["step"])) for s, _ in zip(MixtureDataset(url, mode="epoch", seed=3), range(50))]
-    b = [s["episode_id"] + str(int(s["step"])) for s, _ in zip(MixtureDataset(str(local), mode="epoch", seed=3), range(50))]
+    b = [
+        s["episode_id"] + str(int(s["step"]))
+        for s, _ in zip(MixtureDataset(str(local), mode="epoch", seed=3), range(50))
+    ]
     assert a == b
     step = next(iter(MixtureDataset(url, chunk=3, decode_images=True, verify=True)))
     assert step["image"].shape == (32, 32, 3) and step["action_chunk"].shape == (3, 7)

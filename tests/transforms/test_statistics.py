@@ -1,4 +1,5 @@
 """Streaming statistics against numpy on the concatenated data."""
+
 import apache_beam as beam
 import numpy as np
 import pytest
@@ -14,15 +15,17 @@ TOL = 1e-3  # quantiles: |q - exact| <= TOL * (max - min)
 
 def mixed_data(n=40_000, seed=0):
     rng = np.random.default_rng(seed)
-    x = np.column_stack([
-        rng.normal(0.1, 0.3, n),                       # gaussian
-        rng.standard_cauchy(n),                        # heavy tails, huge outliers
-        rng.exponential(0.02, n),                      # skewed, small scale
-        np.where(rng.random(n) < 0.01, 50.0, rng.normal(0, 1e-3, n)),  # rare spikes
-        rng.uniform(-np.pi, np.pi, n),
-        np.full(n, 0.25),                              # constant dimension
-        rng.integers(0, 2, n).astype(float),           # gripper
-    ])
+    x = np.column_stack(
+        [
+            rng.normal(0.1, 0.3, n),  # gaussian
+            rng.standard_cauchy(n),  # heavy tails, huge outliers
+            rng.exponential(0.02, n),  # skewed, small scale
+            np.where(rng.random(n) < 0.01, 50.0, rng.normal(0, 1e-3, n)),  # rare spikes
+            rng.uniform(-np.pi, np.pi, n),
+            np.full(n, 0.25),  # constant dimension
+            rng.integers(0, 2, n).astype(float),  # gripper
+        ]
+    )
     return x
 
 
@@ -90,6 +93,7 @@ def test_memory_does_not_grow_with_data():
             acc.add(chunk)
         acc.flush()
         return acc.counts.nbytes + acc.mean.nbytes * 6
+
     assert size(1_000) == size(200_000) == 7 * BINS * 8 + 7 * 8 * 6
 
 
@@ -116,8 +120,14 @@ def episodes(seed=0, n=30):
     for i in range(n):
         t = int(rng.integers(1, 40))
         ds = ["a", "b"][i % 2]
-        out.append(StandardEpisode(ds, f"{ds}#{i}", rng.normal(size=(t, 7)).astype(np.float32),
-                                   proprio=rng.normal(size=(t, 4)).astype(np.float32)))
+        out.append(
+            StandardEpisode(
+                ds,
+                f"{ds}#{i}",
+                rng.normal(size=(t, 7)).astype(np.float32),
+                proprio=rng.normal(size=(t, 4)).astype(np.float32),
+            )
+        )
     return out
 
 

@@ -1,4 +1,5 @@
 """Each convention of the standardization on a small hand-made episode, checked by hand."""
+
 import zlib
 
 import numpy as np
@@ -15,9 +16,16 @@ DEFAULT_INTR = {"fx": 1.0, "fy": 1.0, "cx": 0.0, "cy": 0.0, "width": 2, "height"
 
 
 def config(action, name="robot", **extra):
-    entry = {"version": "1", "control_hz": 10, "images": {"primary": "observation/image"}, "image_size": [8, 8],
-             "instruction": extra.pop("instruction", {"key": "language_instruction"}),
-             "proprio": extra.pop("proprio", []), "action": action, **extra}
+    entry = {
+        "version": "1",
+        "control_hz": 10,
+        "images": {"primary": "observation/image"},
+        "image_size": [8, 8],
+        "instruction": extra.pop("instruction", {"key": "language_instruction"}),
+        "proprio": extra.pop("proprio", []),
+        "action": action,
+        **extra,
+    }
     return parse_datasets({"datasets": {name: entry}, "default_intrinsics": DEFAULT_INTR}, "test")[name]
 
 
@@ -47,14 +55,17 @@ def test_relative_gripper_through_the_registry_spec():
     np.testing.assert_array_equal(out.action[:, 6], [1, 0, 0, 0])
 
 
-@pytest.mark.parametrize("convention, raw, expected", [
-    ("absolute_open", [1, 0, 0.7, 0.2], [1, 0, 1, 0]),
-    ("absolute_closed", [1, 0, 0.7, 0.2], [0, 1, 0, 1]),  # inverted
-    ("signed_open", [1, -1, 0.4, -0.3], [1, 0, 0, 0]),  # clipped to [0, 1] then thresholded
-    ("signed_closed", [1, -1, 0.6, -0.3], [0, 1, 0, 1]),  # clipped, inverted
-    ("always_open", [5, 5, 5, 5], [1, 1, 1, 1]),
-    ("always_closed", [5, 5, 5, 5], [0, 0, 0, 0]),
-])
+@pytest.mark.parametrize(
+    "convention, raw, expected",
+    [
+        ("absolute_open", [1, 0, 0.7, 0.2], [1, 0, 1, 0]),
+        ("absolute_closed", [1, 0, 0.7, 0.2], [0, 1, 0, 1]),  # inverted
+        ("signed_open", [1, -1, 0.4, -0.3], [1, 0, 0, 0]),  # clipped to [0, 1] then thresholded
+        ("signed_closed", [1, -1, 0.6, -0.3], [0, 1, 0, 1]),  # clipped, inverted
+        ("always_open", [5, 5, 5, 5], [1, 1, 1, 1]),
+        ("always_closed", [5, 5, 5, 5], [0, 0, 0, 0]),
+    ],
+)
 def test_absolute_and_inverted_conventions(convention, raw, expected):
     np.testing.assert_array_equal(to_absolute_open(np.array(raw, float), convention), expected)
 
@@ -65,8 +76,13 @@ def test_continuous_gripper_binarized_with_the_next_decisive_value():
 
 
 def test_no_rotation_gives_zeros_and_planar_translation_is_padded():
-    cfg = config({"translation": {"key": "action", "slice": [0, 2], "pad_to": 3}, "rotation": {"format": "none"},
-                  "gripper": {"convention": "always_open"}})
+    cfg = config(
+        {
+            "translation": {"key": "action", "slice": [0, 2], "pad_to": 3},
+            "rotation": {"format": "none"},
+            "gripper": {"convention": "always_open"},
+        }
+    )
     out = standardize(episode(action=np.array([[0.1, -0.2], [0.3, 0.4]])), cfg)
     np.testing.assert_allclose(out.action, [[0.1, -0.2, 0, 0, 0, 0, 1], [0.3, 0.4, 0, 0, 0, 0, 1]], atol=1e-7)
 
@@ -75,25 +91,38 @@ def test_quaternion_rotation_becomes_roll_pitch_yaw():
     rpy = np.array([[0.1, -0.2, 0.3], [0.0, 0.0, 0.0], [-1.0, 0.5, 2.5]])
     q = Rotation.from_euler("xyz", rpy).as_quat()  # x, y, z, w
     np.testing.assert_allclose(quaternion_to_euler(q), Rotation.from_quat(q).as_euler("xyz"), atol=1e-9)
-    cfg = config({"translation": {"key": "action", "slice": [0, 3]},
-                  "rotation": {"key": "action", "slice": [3, 7], "format": "quaternion"},
-                  "gripper": {"key": "action", "slice": [7, 8], "convention": "absolute_open"}})
+    cfg = config(
+        {
+            "translation": {"key": "action", "slice": [0, 3]},
+            "rotation": {"key": "action", "slice": [3, 7], "format": "quaternion"},
+            "gripper": {"key": "action", "slice": [7, 8], "convention": "absolute_open"},
+        }
+    )
     a = np.column_stack([np.zeros((3, 3)), q, np.ones(3)])
     np.testing.assert_allclose(standardize(episode(action=a), cfg).action[:, 3:6], rpy, atol=1e-6)
 
 
 def test_compressed_state_is_decoded():
-    cfg = config({**XYZRPY, "gripper": {"key": "action", "slice": [6, 7], "convention": "absolute_open"}},
-                 proprio=[{"key": "observation/pose", "encoding": "zlib_float32", "dims": 7},
-                          {"key": "observation/closed", "encoding": "zlib_float32", "dims": 1}])
+    cfg = config(
+        {**XYZRPY, "gripper": {"key": "action", "slice": [6, 7], "convention": "absolute_open"}},
+        proprio=[
+            {"key": "observation/pose", "encoding": "zlib_float32", "dims": 7},
+            {"key": "observation/closed", "encoding": "zlib_float32", "dims": 1},
+        ],
+    )
     pose = np.arange(14, dtype=np.float32).reshape(2, 7)
-    ep = episode(action=np.zeros((2, 7)),
-                 observation__pose=np.array([zlib.compress(r.tobytes()) for r in pose], dtype=object),
-                 observation__closed=np.array([zlib.compress(np.float32([v]).tobytes()) for v in (0, 1)], dtype=object))
+    ep = episode(
+        action=np.zeros((2, 7)),
+        observation__pose=np.array([zlib.compress(r.tobytes()) for r in pose], dtype=object),
+        observation__closed=np.array([zlib.compress(np.float32([v]).tobytes()) for v in (0, 1)], dtype=object),
+    )
     out = standardize(ep, cfg)
     np.testing.assert_array_equal(out.proprio, np.column_stack([pose, [0, 1]]))
-    bad = episode(action=np.zeros((2, 7)), observation__pose=np.array([b"junk", b"junk"], dtype=object),
-                  observation__closed=ep.steps["observation/closed"])
+    bad = episode(
+        action=np.zeros((2, 7)),
+        observation__pose=np.array([b"junk", b"junk"], dtype=object),
+        observation__closed=ep.steps["observation/closed"],
+    )
     with pytest.raises(EpisodeError, match="cannot decode zlib float32 state"):
         standardize(bad, cfg)
 
@@ -102,8 +131,10 @@ def test_missing_instruction_is_flagged_and_code_points_decoded():
     cfg = config({**XYZRPY, "gripper": {"convention": "always_open"}})
     out = standardize(episode(action=np.zeros((2, 7)), language_instruction=np.array([b"", b" "], dtype=object)), cfg)
     assert out.instruction == "" and not out.has_instruction
-    cfg = config({**XYZRPY, "gripper": {"convention": "always_open"}},
-                 instruction={"key": "observation/instruction", "encoding": "unicode_codepoints"})
+    cfg = config(
+        {**XYZRPY, "gripper": {"convention": "always_open"}},
+        instruction={"key": "observation/instruction", "encoding": "unicode_codepoints"},
+    )
     codes = np.zeros((2, 16), np.int32)
     codes[:, :5] = [ord(c) for c in "push."]
     out = standardize(episode(action=np.zeros((2, 7)), observation__instruction=codes), cfg)
@@ -111,10 +142,24 @@ def test_missing_instruction_is_flagged_and_code_points_decoded():
 
 
 def test_bridge_drop_first_and_relabel_by_hand():
-    cfg = config({**XYZRPY, "gripper": {"key": "action", "slice": [6, 7], "convention": "continuous_open"},
-                  "drop_first_steps": 1, "relabel_from_state": {"key": "observation/state", "slice": [0, 6]}})
-    state = np.array([[0, 0, 0, 0, 0, 0, 1], [1, 0, 0, 0, 0, 0, 1], [1, 2, 0, 0, 0, 0.5, 1],
-                      [1, 2, 4, 0, 0, 0.5, 0], [2, 2, 4, 0.1, 0, 0.5, 0]], float)
+    cfg = config(
+        {
+            **XYZRPY,
+            "gripper": {"key": "action", "slice": [6, 7], "convention": "continuous_open"},
+            "drop_first_steps": 1,
+            "relabel_from_state": {"key": "observation/state", "slice": [0, 6]},
+        }
+    )
+    state = np.array(
+        [
+            [0, 0, 0, 0, 0, 0, 1],
+            [1, 0, 0, 0, 0, 0, 1],
+            [1, 2, 0, 0, 0, 0.5, 1],
+            [1, 2, 4, 0, 0, 0.5, 0],
+            [2, 2, 4, 0.1, 0, 0.5, 0],
+        ],
+        float,
+    )
     action = np.zeros((5, 7))
     action[:, 6] = [1, 1, 0.5, 0.0, 0.0]
     out = standardize(episode(action=action, observation__state=state), cfg)
@@ -124,8 +169,15 @@ def test_bridge_drop_first_and_relabel_by_hand():
 
 
 def test_too_short_episode_is_a_one_line_error():
-    cfg = config({**XYZRPY, "gripper": {"key": "action", "slice": [6, 7], "convention": "absolute_open"},
-                  "drop_first_steps": 1, "relabel_from_state": {"key": "action", "slice": [0, 6]}}, name="short")
+    cfg = config(
+        {
+            **XYZRPY,
+            "gripper": {"key": "action", "slice": [6, 7], "convention": "absolute_open"},
+            "drop_first_steps": 1,
+            "relabel_from_state": {"key": "action", "slice": [0, 6]},
+        },
+        name="short",
+    )
     with pytest.raises(EpisodeError) as e:
         standardize(episode(action=np.zeros((2, 7))), cfg)
     assert str(e.value) == "dataset 'short' episode f#0: 2 steps, its transform needs at least 3"
