@@ -8,12 +8,22 @@ Sampling. Each step comes from dataset d with probability equal to its effective
 weights alone). `mode="stream"` is endless: every worker samples datasets by weight from all
 shards, with its own random stream. `mode="epoch"` reads every step exactly once: shards are
 dealt disjointly and completely to the (rank, worker) slots, and each slot interleaves its
-datasets by weight until all are exhausted.
+datasets by weight until all are exhausted. `mode="disjoint"` is endless like "stream", but each
+dataset's rows are split into equal contiguous parts, one per (rank, worker) slot, so no two slots
+ever yield the same step and every slot still sees every dataset at its weight.
+
+Chunks. `chunk=K` adds the episode's actions t..t+K-1; past the episode's end a dimension that the
+manifest marks absolute (`absolute_action_mask`, default: the gripper) repeats the last value and
+a relative one is 0.0 (normalized zero), as the public OXE pipelines pad; `chunk_mask` says which
+entries are real. `obs_window=N` adds the images of steps t-(N-1)d..t (floored at the episode's
+first step; `obs_mask` says which are real).
 
 Mechanics. All sampling and shuffling happens on row indices; rows are fetched from record
 batches read on demand from memory-mapped shards (a small LRU bounded by the shuffle buffer),
 so memory is bounded by the buffer, not the data. A resumed reader replays only the index
-stream, which is cheap, and continues exactly where it stopped.
+stream, which is cheap, fetches what its buffer held in file order, and continues exactly where
+it stopped. `skip_unlabeled=True` (episodes without any instruction are never drawn) makes the
+index stream read two small columns of each shard it visits.
 """
 
 from __future__ import annotations
@@ -26,9 +36,14 @@ import pyarrow as pa
 import torch
 
 from manifests.weights import effective_weights
-from shards.manifest import export_dir, load_manifest, shard_path, verify_manifest
+from shards.manifest import ManifestError, export_dir, load_manifest, shard_path, verify_manifest
 from shards.schema import open_ipc
 from transforms.frames import decode
+
+ACTION_DIM = 7
+DEFAULT_ABSOLUTE_ACTION_MASK = [False] * 6 + [True]  # xyz, rpy deltas relative; the gripper absolute
+DISJOINT_BLOCK_ROWS = 1024  # a slot's part is visited in blocks of this many rows, in a random order each pass
+MODES = ("stream", "epoch", "disjoint")
 
 
 @dataclass(frozen=True)
@@ -38,18 +53,76 @@ class Shard:
     num_rows: int
 
 
+@dataclass(frozen=True)
+class Episodes:
+    """Per row of a shard: where its episode starts and ends (exclusive), and whether the episode has
+    any instruction."""
+
+    starts: np.ndarray
+    ends: np.ndarray
+    labeled: np.ndarray
+
+
+def episodes_of(is_last: np.ndarray, instructions: list[str | None]) -> Episodes:
+    """Episode bounds from `is_last`, and which episodes have at least one non-empty instruction."""
+    n = len(is_last)
+    ends_at = np.flatnonzero(is_last) + 1
+    if not len(ends_at) or ends_at[-1] != n:  # a shard ends with an episode's last step; be safe anyway
+        ends_at = np.append(ends_at, n)
+    first = np.concatenate([[0], ends_at[:-1]])
+    lengths = ends_at - first
+    has_text = np.fromiter((bool(t) for t in instructions), bool, count=n)
+    labeled = np.logical_or.reduceat(has_text, first) if n else np.zeros(0, bool)
+    return Episodes(np.repeat(first, lengths), np.repeat(ends_at, lengths), np.repeat(labeled, lengths))
+
+
+def absolute_action_masks(manifest: dict) -> dict[str, np.ndarray]:
+    """Per dataset, the action dimensions that are absolute (True) rather than relative (False)."""
+    out = {}
+    for name, entry in manifest["datasets"].items():
+        mask = entry.get("absolute_action_mask", DEFAULT_ABSOLUTE_ACTION_MASK)
+        if not (isinstance(mask, list) and len(mask) == ACTION_DIM and all(isinstance(m, bool) for m in mask)):
+            raise ManifestError(
+                f"manifest.json: datasets.{name}.absolute_action_mask must be {ACTION_DIM} booleans, got {mask!r}"
+            )
+        out[name] = np.array(mask)
+    return out
+
+
+def pad_chunk(actions: np.ndarray, valid: np.ndarray, absolute: np.ndarray) -> np.ndarray:
+    """An action chunk past its episode's end, padded as OpenVLA's and SpatialVLA's chunking does:
+    absolute dimensions keep the last real value, relative ones become 0.0 (normalized: no movement).
+    `actions` [K, D] must already repeat the last real step where `valid` [K] is False."""
+    return np.where(valid[:, None] | absolute[None, :], actions, np.zeros((), actions.dtype))
+
+
+def disjoint_parts(shards: list[Shard], slot: int, slots: int, block: int = DISJOINT_BLOCK_ROWS) -> list:
+    """This slot's equal, contiguous share of the rows of `shards` (one dataset's, in order), as
+    (shard, first row, end row) ranges cut at multiples of `block` rows within each shard."""
+    total = sum(s.num_rows for s in shards)
+    lo, hi = total * slot // slots, total * (slot + 1) // slots
+    parts, offset = [], 0
+    for s in shards:
+        a, b = max(lo - offset, 0), min(hi - offset, s.num_rows)
+        cuts = [a, *range((a // block + 1) * block, b, block), b]
+        parts += [(s, x, y) for x, y in zip(cuts[:-1], cuts[1:]) if y > x]
+        offset += s.num_rows
+    return parts
+
+
 class _Batches:
     """Record batches of shards, decompressed on demand, least recently used dropped first."""
 
-    def __init__(self, capacity: int):
+    def __init__(self, capacity: int, columns: list[str] | None = None):
         self.capacity = capacity
+        self.columns = columns
         self.cache: OrderedDict = OrderedDict()
         self.readers: dict = {}
         self.offsets: dict = {}
 
     def _reader(self, path: str):
         if path not in self.readers:
-            reader = open_ipc(path)
+            reader = open_ipc(path, self.columns)
             meta = reader.schema.metadata or {}
             n = reader.num_record_batches
             if b"rows_per_batch" in meta:  # written by shards.schema.write_table: fixed-size batches, the last shorter
@@ -100,27 +173,39 @@ class MixtureDataset(torch.utils.data.IterableDataset):
         verify: bool = False,
         rank: int | None = None,
         world_size: int | None = None,
+        obs_window: int = 1,
+        obs_delta: int = 1,
+        skip_unlabeled: bool = False,
+        columns: list[str] | None = None,
     ):
         super().__init__()
-        if mode not in ("stream", "epoch"):
-            raise ValueError(f"mode must be 'stream' or 'epoch', got {mode!r}")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
+        if obs_window < 1 or obs_delta < 1:
+            raise ValueError(f"obs_window and obs_delta must be >= 1, got {obs_window} and {obs_delta}")
         out_dir = export_dir(out_dir)
         self.manifest = verify_manifest(out_dir, check_hashes=True) if verify else load_manifest(out_dir)
         self.out_dir, self.mode, self.seed = out_dir, mode, seed
         self.buffer, self.chunk, self.decode_images = max(1, shuffle_buffer), chunk, decode_images
+        self.obs_window, self.obs_delta, self.skip_unlabeled = obs_window, obs_delta, skip_unlabeled
         datasets = self.manifest["datasets"]
         self.weights = effective_weights(
             self.manifest["weights"], {n: d["num_transitions"] for n, d in datasets.items()}, balance
         )
+        self.absolute = absolute_action_masks(self.manifest)
         self.names = sorted(datasets)
         self.shards = [
             Shard(n, shard_path(out_dir, s), s["num_rows"]) for n in self.names for s in datasets[n]["shards"]
         ]
+        needed = {"dataset", "episode_id", "step"} | ({"action", "action_tokens"} if chunk else set())
+        self.columns = (
+            None if columns is None else sorted(set(columns) | needed | ({"image"} if obs_window > 1 else set()))
+        )
         if rank is None and torch.distributed.is_available() and torch.distributed.is_initialized():
             rank, world_size = torch.distributed.get_rank(), torch.distributed.get_world_size()
         self.rank, self.world_size = rank or 0, world_size or 1
         self.epoch, self.consumed = 0, 0
-        self._episode_ends: dict[str, np.ndarray] = {}
+        self._episodes: dict[str, Episodes] = {}
 
     # ------------------------------------------------------------ resumable state
 
@@ -142,21 +227,25 @@ class MixtureDataset(torch.utils.data.IterableDataset):
         workers, worker = (info.num_workers, info.id) if info else (1, 0)
         return self.rank * workers + worker, self.world_size * workers
 
-    def _my_shards(self, slot: int, slots: int) -> list[Shard]:
-        if self.mode == "stream":
-            return self.shards
-        return [s for i, s in enumerate(self.shards) if i % slots == slot]
+    def _parts(self, slot: int, slots: int) -> dict[str, list]:
+        """Per dataset, the (shard, first row, end row) ranges that this slot reads."""
+        by_dataset = {n: [s for s in self.shards if s.dataset == n and s.num_rows] for n in self.names}
+        if self.mode == "disjoint":
+            return {n: disjoint_parts(shards, slot, slots) for n, shards in by_dataset.items()}
+        if self.mode == "epoch":
+            mine = {s.path for i, s in enumerate(self.shards) if i % slots == slot}
+            by_dataset = {n: [s for s in shards if s.path in mine] for n, shards in by_dataset.items()}
+        return {n: [(s, 0, s.num_rows) for s in shards] for n, shards in by_dataset.items()}
 
     def events(self):
         """(leaving, entering) per step of the shuffle buffer, as (shard, row) pairs or None: `entering`
-        went into the buffer, `leaving` came out of it (what the reader yields). Endless in stream mode.
-        Pure index arithmetic: replaying it to resume reads no data."""
+        went into the buffer, `leaving` came out of it (what the reader yields). Endless in stream and
+        disjoint mode. Index arithmetic: replaying it to resume reads no image data."""
         slot, slots = self._slot()
         rng = np.random.default_rng([self.seed, self.epoch, slot])
-        shards = self._my_shards(slot, slots)
-        by_dataset = {n: [s for s in shards if s.dataset == n and s.num_rows] for n in self.names}
-        live = [n for n in self.names if by_dataset[n]]
-        queues = {n: self._rows(by_dataset[n], rng) for n in live}
+        parts = self._parts(slot, slots)
+        live = [n for n in self.names if parts[n]]
+        queues = {n: self._rows(parts[n], rng) for n in live}
         buffer: list = []
         while live:
             p = np.array([self.weights[n] for n in live])
@@ -164,7 +253,7 @@ class MixtureDataset(torch.utils.data.IterableDataset):
             swaps = rng.random(1024)
             for c, u in zip(choices.tolist(), swaps.tolist()):
                 item = next(queues[live[c]], None)
-                if item is None:  # exhausted (epoch mode): draw again without it
+                if item is None:  # exhausted (epoch mode, or nothing to draw): draw again without it
                     live.remove(live[c])
                     break
                 if len(buffer) < self.buffer:
@@ -182,44 +271,56 @@ class MixtureDataset(torch.utils.data.IterableDataset):
         """(shard, row) in the order this slot yields them."""
         return (out for out, _ in self.events() if out is not None)
 
-    def _rows(self, shards: list[Shard], rng):
-        """Rows of a dataset's shards, shards in a random order (every pass, endlessly in stream mode)."""
+    def _rows(self, parts: list, rng):
+        """Rows of a dataset's parts, parts in a random order (every pass, endlessly unless in epoch mode
+        or when there is nothing to draw)."""
         while True:
-            for i in rng.permutation(len(shards)):
-                s = shards[i]
-                for row in range(s.num_rows):
-                    yield s, row
-            if self.mode == "epoch":
+            drawn = False
+            for i in rng.permutation(len(parts)):
+                shard, lo, hi = parts[i]
+                rows = range(lo, hi)
+                if self.skip_unlabeled:
+                    rows = (np.flatnonzero(self._episodes_of(shard).labeled[lo:hi]) + lo).tolist()
+                for row in rows:
+                    drawn = True
+                    yield shard, row
+            if self.mode == "epoch" or not drawn:
                 return
 
     # ------------------------------------------------------------ rows
 
-    def _episode_end(self, batches: _Batches, shard: Shard) -> np.ndarray:
-        if shard.path not in self._episode_ends:
-            reader = open_ipc(shard.path, columns=["is_last"])  # one column decompressed
-            last = np.flatnonzero(reader.read_all().column("is_last").to_numpy(zero_copy_only=False))
-            ends = np.empty(shard.num_rows, np.int64)
-            start = 0
-            for e in last:
-                ends[start : e + 1] = e + 1
-                start = e + 1
-            self._episode_ends[shard.path] = ends
-        return self._episode_ends[shard.path]
+    def _episodes_of(self, shard: Shard) -> Episodes:
+        if shard.path not in self._episodes:
+            table = open_ipc(shard.path, columns=["is_last", "language_instruction"]).read_all()  # 2 small columns
+            is_last = table.column("is_last").to_numpy(zero_copy_only=False)
+            self._episodes[shard.path] = episodes_of(is_last, table.column("language_instruction").to_pylist())
+        return self._episodes[shard.path]
 
     def _row(self, batches: _Batches, shard: Shard, row: int) -> dict:
         cols, i = batches.locate(shard.path, row)
         step = {k: v[i] for k, v in cols.items()}
+        if self.chunk or self.obs_window > 1:
+            episodes = self._episodes_of(shard)
         if self.chunk:
-            end = self._episode_end(batches, shard)[row]
-            rows = [min(r, end - 1) for r in range(row, row + self.chunk)]
+            end = int(episodes.ends[row])
+            wanted = np.arange(row, row + self.chunk)
             acts, toks = [], []
-            for r in rows:
+            for r in np.minimum(wanted, end - 1).tolist():
                 c, j = batches.locate(shard.path, r)
                 acts.append(c["action"][j])
                 toks.append(c["action_tokens"][j])
-            step["action_chunk"] = np.stack(acts)  # padded at the episode's end by repeating its last step
+            step["chunk_mask"] = wanted < end
+            step["action_chunk"] = pad_chunk(np.stack(acts), step["chunk_mask"], self.absolute[shard.dataset])
+            # tokens of the padding would need the grid (not read here): the last step's tokens, marked by chunk_mask
             step["token_chunk"] = np.stack(toks)
-            step["chunk_mask"] = np.arange(row, row + self.chunk) < end
+        if self.obs_window > 1:
+            wanted = row - self.obs_delta * np.arange(self.obs_window - 1, -1, -1)
+            start = int(episodes.starts[row])
+            step["obs_mask"] = wanted >= start
+            step["obs_images"] = []
+            for r in np.maximum(wanted, start).tolist():
+                c, j = batches.locate(shard.path, r)
+                step["obs_images"].append(c["image"][j])
         return step
 
     def _finish(self, step: dict) -> dict:
@@ -228,21 +329,31 @@ class MixtureDataset(torch.utils.data.IterableDataset):
             for key in ("image", "wrist_image"):
                 if step.get(key) is not None:
                     step[key] = decode(step[key])
+            if "obs_images" in step:
+                step["obs_images"] = [decode(b) for b in step["obs_images"]]
         return step
 
     def __iter__(self):
         # rows are fetched as they enter the shuffle buffer (sequential reads) and held until they leave
-        sequential = _Batches(capacity=2 * len(self.names) + 2)
-        random_access = _Batches(capacity=8)  # rows that entered the buffer while a resume was replayed
+        sequential = _Batches(capacity=2 * len(self.names) + 2, columns=self.columns)
+        random_access = _Batches(capacity=8, columns=self.columns)  # rows held twice in the buffer
         held: dict = {}
+        pending: dict = {}  # while a resume is replayed: what the buffer holds, fetched when the replay ends
         to_skip = self.consumed
         for leaving, entering in self.events():
-            if entering is not None and to_skip == 0:
+            if to_skip:
+                if entering is not None:
+                    pending[(entering[0].path, entering[1])] = entering
+                if leaving is not None:
+                    pending.pop((leaving[0].path, leaving[1]), None)
+                    to_skip -= 1
+                    if not to_skip:  # replayed: fetch the buffer's rows in file order
+                        held = {k: self._row(sequential, *pending[k]) for k in sorted(pending)}
+                        pending = {}
+                continue
+            if entering is not None:
                 held[(entering[0].path, entering[1])] = self._row(sequential, *entering)
             if leaving is None:
-                continue
-            if to_skip:
-                to_skip -= 1
                 continue
             self.consumed += 1
             row = held.pop((leaving[0].path, leaving[1]), None)

@@ -17,6 +17,12 @@ from storage.files import sha256_file
 
 WEIGHTS = {"a": 1.0, "b": 2.0, "c": 0.5}
 EPISODES = {"a": [5, 9, 3, 7, 6, 4], "b": [10, 2, 8], "c": [3, 3, 3, 3, 3, 3, 3, 3]}  # steps per episode
+ABSOLUTE = {"c": [True] + [False] * 6}  # "a" and "b" use the default: only the gripper is absolute
+
+
+def action_of(code, step):
+    """A step's action: dims 0-1 identify the row, dim 2 is constant, the gripper alternates."""
+    return [code, -code, 0.5, 0, 0, 0, float(step % 2)]
 
 
 def jpeg(value):
@@ -44,8 +50,8 @@ def export(tmp_path_factory):
                     rows["language_instruction"].append(f"task {name}")
                     rows["image"].append(jpeg(s * 10))
                     code = 1000 * (i * 100 + e) + s  # identifies the row
-                    rows["action"].append([code, 0, 0, 0, 0, 0, 1])
-                    rows["raw_action"].append([code, 0, 0, 0, 0, 0, 1])
+                    rows["action"].append(action_of(code, s))
+                    rows["raw_action"].append(action_of(code, s))
                     rows["action_tokens"].append([code % 4096, 4096, 8193])
             table = pa.Table.from_pydict(rows, schema=shard_schema())
             path = out / "shards" / name / shard_name("train", i, 2)
@@ -66,6 +72,8 @@ def export(tmp_path_factory):
             "num_trajectories": len(lengths),
             "shards": shards,
         }
+        if name in ABSOLUTE:
+            manifest["datasets"][name]["absolute_action_mask"] = ABSOLUTE[name]
     (out / "manifest.json").write_text(json.dumps(manifest))
     return out
 
@@ -126,8 +134,11 @@ def test_resume_continues_exactly(export):
     assert head + tail == whole
 
 
-def test_action_chunks_and_padding_by_hand(export):
+def test_action_chunks_pad_each_dimension_by_its_kind(export):
+    """Past an episode's end: absolute dimensions repeat the last real value, relative ones are 0.0
+    (the public OXE chunking); the manifest's absolute_action_mask says which is which."""
     ds = MixtureDataset(str(export), mode="epoch", shuffle_buffer=1, seed=0, chunk=4)
+    padded = 0
     for step in ds:
         t = EPISODES[step["dataset"]]
         eid, s = key(step)
@@ -135,10 +146,31 @@ def test_action_chunks_and_padding_by_hand(export):
         lengths = t[: len(t) // 2] if shard == "0" else t[len(t) // 2 :]
         length = lengths[int(e)]
         base = 1000 * (int(shard) * 100 + int(e))
-        expected = [base + min(s + k, length - 1) for k in range(4)]
-        assert step["action_chunk"][:, 0].tolist() == expected
+        absolute = ABSOLUTE.get(step["dataset"], [False] * 6 + [True])
+        last = action_of(base + length - 1, length - 1)
+        expected = [
+            action_of(base + s + k, s + k) if s + k < length else [v if a else 0.0 for v, a in zip(last, absolute)]
+            for k in range(4)
+        ]
+        np.testing.assert_array_equal(step["action_chunk"], np.array(expected, np.float32))
         assert step["chunk_mask"].tolist() == [s + k < length for k in range(4)]
-        assert step["token_chunk"][:, 0].tolist() == [x % 4096 for x in expected]
+        assert step["token_chunk"][:, 0].tolist() == [(base + min(s + k, length - 1)) % 4096 for k in range(4)]
+        padded += s + 3 >= length
+    assert padded > 0
+
+
+def test_a_bad_absolute_action_mask_is_refused(export, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(export, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["datasets"]["b"]["absolute_action_mask"] = [True, False]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(
+        ManifestError, match=r"datasets\.b\.absolute_action_mask must be 7 booleans, got \[True, False\]"
+    ):
+        MixtureDataset(str(copy))
 
 
 def test_decoded_images_equal_pil(export):
