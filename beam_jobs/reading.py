@@ -1,68 +1,49 @@
-"""Read and standardize RLDS episodes in Beam: one element per shard slice, out one per episode.
+"""The unit of work of every job: one read task (a slice of an RLDS shard) per element.
 
-Thin wiring around sources.episodes: what cannot be used goes to the `bad` output as problem
-records, counted and reported by the caller, never dropped silently.
+A DoFn reads its task's episodes through sources.episodes (read -> standardize -> problems) and
+emits one element for the whole task: a partial accumulator or a batch of encoded episodes,
+with the task's problems inside. One output per DoFn, nothing emitted from finish_bundle and
+per-element overhead paid once per task: what every runner (Direct, Dask, portable) executes
+the same way.
 """
 
 from __future__ import annotations
+
+import os
+import socket
 
 import apache_beam as beam
 
 from sources.episodes import ReadTask, is_problem, standard_episodes
 from sources.rlds import RLDSDataset
-from transforms.episode import StandardEpisode
-
-BAD = "bad"
 
 
-class ReadStandardEpisodesFn(beam.DoFn):
-    """ReadTask -> StandardEpisode (main output) and problem records (`bad`)."""
+def worker_id() -> str:
+    """Which process did a piece of work: reported by the driver (how the work was split)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
-    def __init__(self, configs: dict, images: bool = False, proprio: bool = False, skip: frozenset = frozenset()):
+
+class TaskReaderFn(beam.DoFn):
+    """Base of the DoFns that read a task: episodes and problems, datasets opened once per worker."""
+
+    def __init__(self, configs: dict, images: bool = False, proprio: bool = False):
         self.configs = configs
         self.images = images
         self.proprio = proprio
-        self.skip = skip  # episode ids already done (a resumed export)
-        self.read_counter = beam.metrics.Metrics.counter("read", "episodes")
-        self.bad_counter = beam.metrics.Metrics.counter("read", "bad_episodes")
 
     def setup(self):
-        self._datasets = {}
+        self._datasets: dict[str, RLDSDataset] = {}
 
-    def process(self, task: ReadTask):
+    def read(self, task: ReadTask) -> tuple[list, list[dict]]:
+        """(standardized episodes, problem records) of one task."""
         if task.dataset not in self._datasets:
             self._datasets[task.dataset] = RLDSDataset(task.directory, task.dataset)
-        for item in standard_episodes(
-            task, self.configs[task.dataset], self.images, self.proprio, self.skip, self._datasets[task.dataset]
-        ):
-            if is_problem(item):
-                self.bad_counter.inc(item["episodes_lost"])
-                yield beam.pvalue.TaggedOutput(BAD, item)
-            else:
-                self.read_counter.inc()
-                yield item
+        episodes, problems = [], []
+        for item in standard_episodes(task, self.configs[task.dataset], self.images, self.proprio,
+                                      dataset=self._datasets[task.dataset]):  # fmt: skip
+            (problems if is_problem(item) else episodes).append(item)
+        return episodes, problems
 
 
-class ReadStandardEpisodes(beam.PTransform):
-    """PBegin -> {main: StandardEpisode, bad: problem dict}."""
-
-    def __init__(
-        self,
-        tasks: list[ReadTask],
-        configs: dict,
-        images: bool = False,
-        proprio: bool = False,
-        skip: frozenset = frozenset(),
-    ):
-        super().__init__()
-        self.tasks = tasks
-        self.fn = ReadStandardEpisodesFn(configs, images, proprio, skip)
-
-    def expand(self, pbegin):
-        return (
-            pbegin
-            | "ShardSlices" >> beam.Create(self.tasks)
-            | "Spread" >> beam.Reshuffle()
-            | "ReadStandardize"
-            >> beam.ParDo(self.fn).with_output_types(StandardEpisode).with_outputs(BAD, main="episodes")
-        )
+def task_name(task: ReadTask) -> str:
+    return f"{task.dataset}/{os.path.basename(task.shard.path)}#{task.shard.start}-{task.shard.stop}"

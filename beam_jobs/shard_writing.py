@@ -1,16 +1,15 @@
-"""The export job's Beam pieces: encode episodes into rows, spill them into part files,
+"""The export job's Beam pieces: read and encode a task's episodes, write them as one part file,
 assemble the final shards from the parts in a fixed episode order.
 
-Parts are an implementation detail of a run (OUT/.work/export/...): bundles decide which
-episodes share a part, so parts differ between runs, but final shards are assembled in
-(dataset, source file, index) order with fixed batch sizes and are byte-identical.
-A part is written under a temporary name and renamed, with an index of its episodes, so a
-killed run's finished parts are reused by the next.
+Parts are an implementation detail of a run (OUT/.work/export/<run key>/): one per read task,
+written under a temporary name and renamed, then its index (atomic too), so a killed run's
+finished tasks are reused by the next. Which worker wrote which part differs between runs; the
+final shards are assembled in (dataset, source file, index) order with fixed batch sizes and
+are byte-identical.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
 from dataclasses import dataclass
@@ -20,17 +19,19 @@ import numpy as np
 import pyarrow as pa
 
 from beam_jobs.progress import Progress
+from beam_jobs.reading import TaskReaderFn, task_name, worker_id
 from grids.grid import ActionGrid
 from grids.tokenizer import ActionTokenizer
-from shards.schema import shard_rows, write_table
+from shards.schema import write_table
+from sources.episodes import ReadTask
 from storage import files
-from storage.jsonio import read_json
+from storage.jsonio import read_json, write_json
 from transforms.episode import StandardEpisode
 from transforms.frames import prepare_frames
 from transforms.normalize import normalize
 
-PART_TARGET_BYTES = int(os.environ.get("SPATIAL_PIPELINE_PART_BYTES", 16 << 20))  # finished parts survive a crash
-ROWS_PER_BATCH = 1024
+# Episodes per export task: a task is encoded and written as one part (memory: one task's frames).
+EPISODES_PER_TASK = int(os.environ.get("SPATIAL_PIPELINE_TASK_EPISODES", 8))
 
 
 @dataclass
@@ -45,44 +46,38 @@ class EncodedEpisode:
         return len(self.columns["step"])
 
 
+@dataclass
+class EncodedTask:
+    """One task's encoded episodes and the problems met reading them: one element of the job."""
+
+    dataset: str
+    task: str
+    episodes: list[EncodedEpisode]
+    problems: list[dict]
+
+
 def episode_order(dataset: str, episode_id: str) -> tuple:
     """The fixed order of episodes in the final shards: source file, then index within it."""
     file, _, index = episode_id.rpartition("#")
     return dataset, file, int(index) if index.isdigit() else index
 
 
-class EncodeEpisodeFn(beam.DoFn):
-    """StandardEpisode -> EncodedEpisode: normalized action, tokens, images at the export size."""
+@dataclass
+class Encoding:
+    """How an episode becomes rows: the statistics, grid, image size and text tokens of the export."""
 
-    def __init__(
-        self,
-        stats: dict,
-        grid_json: dict,
-        image_size: int,
-        normalization: str,
-        keep_pixels: bool,
-        total_episodes: int = 0,
-        text_tokenizer=None,
-        action_token_base: int = 0,
-    ):
-        self.text_tokenizer = text_tokenizer  # a Hugging Face tokenizer (pickled with the DoFn), or None
-        self.action_token_base = action_token_base
-        self.stats = stats
-        self.grid_json = grid_json
-        self.image_size = image_size
-        self.normalization = normalization
-        self.keep_pixels = keep_pixels
-        self.total = total_episodes
-        self.steps = beam.metrics.Metrics.counter("export", "steps")
+    stats: dict
+    grid_json: dict
+    image_size: int
+    normalization: str
+    keep_pixels: bool
+    text_tokenizer: object = None  # a Hugging Face tokenizer (pickled with the DoFn), or None
+    action_token_base: int = 0
 
-    def setup(self):
-        self.tokenizer = ActionTokenizer(ActionGrid.from_json(self.grid_json))
-        self.progress = Progress("export", self.total)
-
-    def process(self, ep: StandardEpisode):
+    def encode(self, tokenizer: ActionTokenizer, ep: StandardEpisode) -> EncodedEpisode:
         t = ep.num_steps
         action = normalize(ep.action, self.stats[ep.dataset]["action"], self.normalization).astype(np.float32)
-        tokens = self.tokenizer.encode(action).astype(np.int32)
+        tokens = tokenizer.encode(action).astype(np.int32)
         jpegs, pixels = prepare_frames(ep.image, self.image_size, keep_pixels=self.keep_pixels)
         columns = {
             "dataset": [ep.dataset] * t,
@@ -102,9 +97,27 @@ class EncodeEpisodeFn(beam.DoFn):
             ids = self.text_tokenizer(ep.instruction, add_special_tokens=False)["input_ids"]
             columns["input_ids"] = [ids] * t
             columns["action_input_ids"] = tokens + self.action_token_base
-        self.steps.inc(t)
-        self.progress.update(1, t)
-        yield EncodedEpisode(ep.dataset, ep.episode_id, columns, pixels)
+        return EncodedEpisode(ep.dataset, ep.episode_id, columns, pixels)
+
+
+class ReadEncodeFn(TaskReaderFn):
+    """ReadTask -> EncodedTask: normalized actions, tokens, images at the export size."""
+
+    def __init__(self, configs: dict, encoding: Encoding, total_episodes: int = 0):
+        super().__init__(configs, images=True)
+        self.encoding = encoding
+        self.total = total_episodes
+
+    def setup(self):
+        super().setup()
+        self.tokenizer = ActionTokenizer(ActionGrid.from_json(self.encoding.grid_json))
+        self.progress = Progress("export", self.total)
+
+    def process(self, task: ReadTask):
+        episodes, problems = self.read(task)
+        encoded = [self.encoding.encode(self.tokenizer, ep) for ep in episodes]
+        self.progress.update(len(encoded), sum(e.num_steps for e in encoded))
+        yield EncodedTask(task.dataset, task_name(task), encoded, problems)
 
 
 def episode_table(e: EncodedEpisode, schema: pa.Schema) -> pa.Table:
@@ -120,65 +133,46 @@ def episode_table(e: EncodedEpisode, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-class WritePartsFn(beam.DoFn):
-    """Buffers encoded episodes per dataset and spills them into part files of ~PART_TARGET_BYTES."""
+class WritePartFn(beam.DoFn):
+    """EncodedTask -> its part file and the part's index (what the driver reads back)."""
 
-    def __init__(self, work_dir: str, schemas: dict, target_bytes: int = PART_TARGET_BYTES):
+    def __init__(self, work_dir: str, schemas: dict):
         self.work_dir = work_dir
         self.schemas = schemas  # dataset -> pa.Schema (serialized for pickling)
-        self.target = target_bytes
 
-    def start_bundle(self):
-        self.buffers: dict[str, list[pa.Table]] = {}
-        self.sizes: dict[str, int] = {}
-
-    def process(self, e: EncodedEpisode):
-        schema = pa.ipc.read_schema(pa.py_buffer(self.schemas[e.dataset]))
-        table = episode_table(e, schema)
-        self.buffers.setdefault(e.dataset, []).append(table)
-        self.sizes[e.dataset] = self.sizes.get(e.dataset, 0) + table.nbytes
-        if self.sizes[e.dataset] >= self.target:
-            yield self._flush(e.dataset)
-
-    def finish_bundle(self):
-        from apache_beam.transforms.window import GlobalWindow
-        from apache_beam.utils.windowed_value import WindowedValue
-
-        for dataset in list(self.buffers):
-            if self.buffers[dataset]:
-                yield WindowedValue(self._flush(dataset), 0, [GlobalWindow()])
-
-    def _flush(self, dataset: str) -> dict:
-        tables = self.buffers.pop(dataset)
-        self.sizes.pop(dataset, None)
-        name = f"{dataset}-{uuid.uuid4().hex}"
-        path = files.join(self.work_dir, f"{name}.arrow")
-        tmp = files.join(self.work_dir, f".{name}.tmp")
-        with files.open_file(tmp, "wb") as f:
-            with pa.ipc.new_file(f, tables[0].schema) as w:
+    def process(self, encoded: EncodedTask):
+        name = f"{encoded.dataset}-{uuid.uuid4().hex}"
+        schema = pa.ipc.read_schema(pa.py_buffer(self.schemas[encoded.dataset]))
+        tables = [episode_table(e, schema) for e in encoded.episodes]
+        path = None
+        if tables:
+            path = files.join(self.work_dir, f"{name}.arrow")
+            tmp = files.temporary_name(path)
+            with files.open_file(tmp, "wb") as f, pa.ipc.new_file(f, schema) as w:
                 for t in tables:
                     w.write_table(t)
-        files.rename(tmp, path)
+            files.rename(tmp, path)
         index = {
-            "dataset": dataset,
+            "dataset": encoded.dataset,
+            "task": encoded.task,
             "path": path,
+            "worker": worker_id(),
+            "problems": encoded.problems,
             "episodes": [
-                {"episode_id": t.column("episode_id")[0].as_py(), "rows": t.num_rows, "bytes": t.nbytes} for t in tables
+                {"episode_id": e.episode_id, "rows": t.num_rows, "bytes": t.nbytes}
+                for e, t in zip(encoded.episodes, tables)
             ],
         }
-        with files.open_file(files.join(self.work_dir, f"{name}.json"), "wb") as f:
-            f.write(json.dumps(index, sort_keys=True).encode())
-        return index
+        write_json(files.join(self.work_dir, f"{name}.json"), index)  # the part counts once this exists
+        yield index
 
 
 def read_part_indexes(work_dir: str) -> list[dict]:
-    """Indexes of the finished parts (a part counts once its index is written)."""
-    out = []
-    for meta in files.glob(files.join(work_dir, "*.json")):
-        index = read_json(meta)
-        if files.exists(index["path"]):
-            out.append(index)
-    return sorted(out, key=lambda i: i["path"])
+    """Indexes of the finished tasks (a task counts once its index is written), by part path."""
+    out = [read_json(meta) for meta in files.glob(files.join(work_dir, "*.json"))]
+    return sorted(
+        (i for i in out if i["path"] is None or files.exists(i["path"])), key=lambda i: (i["task"], i["path"] or "")
+    )
 
 
 def read_table(path: str) -> pa.Table:
@@ -193,32 +187,21 @@ class ShardJob:
     episodes: tuple  # ((episode_id, part path, row offset in part, rows), ...) in final order
 
 
-def _finished_rows(path: str) -> int | None:
-    if not files.exists(path):
-        return None
-    with files.open_file(path, "rb") as f:
-        return shard_rows(f)
-
-
 def assemble_shard(job: ShardJob) -> dict:
-    rows = sum(e[3] for e in job.episodes)
-    if _finished_rows(job.path) == rows:
-        pass  # finished by an interrupted run: the same episodes in the same order, so the same bytes
-    else:
-        parts, tables = {}, []
-        for _, part, offset, n in job.episodes:
-            if part not in parts:
-                parts = {part: read_table(part)}  # episodes of a shard come in runs from few parts
-            tables.append(parts[part].slice(offset, n))
-        table = pa.concat_tables(tables)
-        tmp = files.temporary_name(job.path)
-        with files.open_file(tmp, "wb") as f:
-            write_table(f, table)
-        files.rename(tmp, job.path)
+    parts, tables = {}, []
+    for _, part, offset, n in job.episodes:
+        if part not in parts:
+            parts = {part: read_table(part)}  # episodes of a shard come in runs from few parts
+        tables.append(parts[part].slice(offset, n))
+    table = pa.concat_tables(tables)
+    tmp = files.temporary_name(job.path)
+    with files.open_file(tmp, "wb") as f:
+        write_table(f, table)
+    files.rename(tmp, job.path)
     return {
         "dataset": job.dataset,
         "path": job.path,
-        "num_rows": rows,
+        "num_rows": table.num_rows,
         "num_episodes": len(job.episodes),
         "sha256": files.sha256_file(job.path),
         "bytes": files.size(job.path),

@@ -1,23 +1,25 @@
 """What a grid is fitted from, accumulated in one mergeable pass over the mixture's normalized actions.
 
-Each step carries a weight so that every dataset weighs what the trainer samples of it
-(its effective weight spread over its transitions). Kept per variable (x, y, z, theta, phi,
-r, roll, pitch, yaw): weighted mean and M2 (exact, Chan's merge) for the Gaussian fit; a
-fine fixed-range weighted histogram (FINE bins over the variable's range) for empirical
-quantile edges, precise to range / FINE; and a uniform sample of at most SAMPLE steps (the
-smallest hashes of (episode id, step): deterministic whatever the bundling, mergeable) on
-which the grid's quality metrics are measured.
+Per variable (x, y, z, theta, phi, r, roll, pitch, yaw), each dataset contributes exact sums
+(transforms/moments.py) for the Gaussian fit, integer counts in a fine fixed-range histogram
+(FINE bins over the variable's range) for empirical quantile edges, precise to range / FINE,
+and a uniform sample of at most SAMPLE steps (the smallest hashes of (episode id, step):
+deterministic whatever the bundling) on which the grid's quality metrics are measured. All of
+it merges exactly; mixture_fit then weighs each dataset as the trainer samples it (its
+effective weight spread over its transitions), so the fit has the same bits on every runner.
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
 import numpy as np
 
 from grids.grid import RANGES, VARIABLES
 from grids.spherical import to_spherical
-from transforms.moments import merge_moments
+from transforms.moments import ExactMoments, weighted_mean_var
+from transforms.statistics import Counts
 
 FINE = 16384
 SAMPLE = 100_000
@@ -41,54 +43,75 @@ def step_hashes(episode_id: str, n: int, seed: int = 0) -> np.ndarray:
 
 
 class FitAccumulator:
+    """The part of a grid fit that one group of steps of equal sampling weight contributes (a
+    dataset, in the pipeline): unweighted and exact, so merging parts in any order gives the same
+    bits. The weights are applied once, by mixture_fit."""
+
     def __init__(self, seed: int = 0):
         self.seed = seed  # of the metrics sample
-        self.weight = 0.0
-        self.mean = np.zeros(len(VARIABLES))
-        self.m2 = np.zeros(len(VARIABLES))
-        self.hist = np.zeros((len(VARIABLES), FINE))
+        self.moments = ExactMoments(len(VARIABLES))
+        self.hist = Counts()  # key: variable index * FINE + fine cell
         self.sample_hash = np.zeros(0, np.uint64)
         self.sample_actions = np.zeros((0, 7), np.float32)
-        self.sample_weight = np.zeros(0)
 
-    def add(self, actions: np.ndarray, step_weight: float, episode_id: str) -> FitAccumulator:
+    @property
+    def steps(self) -> int:
+        return self.moments.n
+
+    def add(self, actions: np.ndarray, episode_id: str) -> FitAccumulator:
+        """Normalized actions [T, 7] of one episode."""
         v = variables(actions)
-        n = len(v)
-        if n == 0 or step_weight <= 0:
+        if not len(v):
             return self
-        w = step_weight * n
-        mean = v.mean(axis=0)
-        self._merge_moments(w, mean, step_weight * ((v - mean) ** 2).sum(axis=0))
-        for j, name in enumerate(VARIABLES):
-            lo, hi = RANGES[name]
-            cell = np.clip(((v[:, j] - lo) / (hi - lo) * FINE).astype(np.int64), 0, FINE - 1)
-            self.hist[j] += np.bincount(cell, minlength=FINE) * step_weight
-        self._sample(step_hashes(episode_id, n, self.seed), np.asarray(actions, np.float32), np.full(n, step_weight))
+        self.moments.add(v)
+        lo, hi = np.array([RANGES[n] for n in VARIABLES]).T
+        cell = np.clip(((v - lo) / (hi - lo) * FINE).astype(np.int64), 0, FINE - 1)
+        self.hist.merge(Counts.of((cell + np.arange(len(VARIABLES)) * FINE).ravel()))
+        self._sample(step_hashes(episode_id, len(v), self.seed), np.asarray(actions, np.float32))
         return self
 
-    def _merge_moments(self, w, mean, m2):
-        self.weight, self.mean, self.m2 = merge_moments(self.weight, self.mean, self.m2, w, mean, m2)
-
-    def _sample(self, h, actions, weights):
+    def _sample(self, h: np.ndarray, actions: np.ndarray) -> None:
         h = np.concatenate([self.sample_hash, h])
         a = np.concatenate([self.sample_actions, actions])
-        w = np.concatenate([self.sample_weight, weights])
         keep = np.argsort(h, kind="stable")[:SAMPLE]
-        self.sample_hash, self.sample_actions, self.sample_weight = h[keep], a[keep], w[keep]
+        self.sample_hash, self.sample_actions = h[keep], a[keep]
 
     def merge(self, other: FitAccumulator) -> FitAccumulator:
-        if other.weight > 0:
-            self._merge_moments(other.weight, other.mean, other.m2)
-            self.hist += other.hist
-            self._sample(other.sample_hash, other.sample_actions, other.sample_weight)
+        self.moments.merge(other.moments)
+        self.hist.merge(other.hist)
+        self._sample(other.sample_hash, other.sample_actions)
         return self
 
-    def gs_params(self, min_sigma: float = 1e-6) -> dict:
-        sigma = np.sqrt(self.m2 / self.weight)
-        return {
-            name: {"mu": float(self.mean[j]), "sigma": float(max(sigma[j], min_sigma))}
-            for j, name in enumerate(VARIABLES)
-        }
+    def histograms(self) -> np.ndarray:
+        """Counts [len(VARIABLES), FINE] as a dense array."""
+        dense = np.zeros(len(VARIABLES) * FINE)
+        dense[self.hist.keys] = self.hist.counts
+        return dense.reshape(len(VARIABLES), FINE)
 
-    def histograms(self) -> dict:
-        return {name: self.hist[j] for j, name in enumerate(VARIABLES)}
+
+@dataclass
+class MixtureFit:
+    """What the grids are built from, over the mixture as the trainer samples it."""
+
+    gs_params: dict  # variable -> {"mu", "sigma"}: weighted mean and (population) std
+    histograms: dict  # variable -> weighted fine histogram over RANGES[variable]
+    sample_actions: np.ndarray  # float32 [<= SAMPLE, 7], a uniform sample of steps (metrics)
+    sample_weight: np.ndarray  # [<= SAMPLE], each step's sampling weight
+
+
+def mixture_fit(parts: dict[str, FitAccumulator], step_weight: dict[str, float], min_sigma: float = 1e-6) -> MixtureFit:
+    """Combine parts, each step of part p weighing step_weight[p] (a dataset's effective weight
+    spread over its transitions). Exact rational moments and a fixed (sorted) order make the
+    result the same bits whatever produced the parts."""
+    names = sorted(n for n in parts if parts[n].steps and step_weight[n] > 0)
+    if not names:
+        raise ValueError("no weighted actions to fit Gaussians on")
+    mean, var = weighted_mean_var([(parts[n].moments, step_weight[n]) for n in names])
+    sigma = np.sqrt(np.maximum(var, 0.0))
+    gs = {v: {"mu": float(mean[j]), "sigma": float(max(sigma[j], min_sigma))} for j, v in enumerate(VARIABLES)}
+    hist = sum(parts[n].histograms() * step_weight[n] for n in names)
+    h = np.concatenate([parts[n].sample_hash for n in names])
+    a = np.concatenate([parts[n].sample_actions for n in names])
+    w = np.concatenate([np.full(len(parts[n].sample_hash), step_weight[n]) for n in names])
+    keep = np.argsort(h, kind="stable")[:SAMPLE]
+    return MixtureFit(gs, dict(zip(VARIABLES, hist)), a[keep], w[keep])

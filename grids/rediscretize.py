@@ -87,16 +87,18 @@ def apply_embedding_map(matrix: sp.csr_matrix, old_embeddings: np.ndarray) -> np
 
 
 def fit_like(base: ActionGrid, actions: np.ndarray, weights: np.ndarray, fit: str) -> ActionGrid:
-    from grids.fit import FitAccumulator
+    from grids.fit import FitAccumulator, mixture_fit
 
-    acc = FitAccumulator()
-    for w in np.unique(weights):  # steps of equal weight go in together
-        acc.add(actions[weights == w], float(w), f"w{w}")
+    parts, step_weight = {}, {}
+    for i, w in enumerate(np.unique(weights)):  # steps of equal weight form one part
+        parts[f"w{i}"] = FitAccumulator().add(actions[weights == w], f"w{i}")
+        step_weight[f"w{i}"] = float(w)
+    mix = mixture_fit(parts, step_weight)
     counts = dict(base.counts)
     provenance = {"base_grid": base.provenance, "fit": fit, "steps": int(len(actions))}
     if fit == "empirical":
-        return empirical_grid(acc.histograms(), counts, gs_params=acc.gs_params(), provenance=provenance)
-    return grid_from_gaussians(acc.gs_params(), counts, provenance=provenance)
+        return empirical_grid(mix.histograms, counts, gs_params=mix.gs_params, provenance=provenance)
+    return grid_from_gaussians(mix.gs_params, counts, provenance=provenance)
 
 
 def actions_from_rlds(args) -> tuple[np.ndarray, np.ndarray]:

@@ -30,6 +30,7 @@ class StrictError(Exception):
 class RunContext:
     plan: Plan
     report: Report = field(default_factory=Report)
+    beam_args: tuple[str, ...] = ()  # every pipeline's options, set up by beam_jobs.engine
 
     @property
     def options(self) -> RunOptions:
@@ -61,8 +62,3 @@ class RunContext:
     @property
     def grid_path(self) -> str:
         return self.path(grid_relpath(self.mixture.name))
-
-    def pipeline_options(self):
-        from apache_beam.options.pipeline_options import PipelineOptions
-
-        return PipelineOptions(list(self.options.beam_args) or ["--runner=DirectRunner"])

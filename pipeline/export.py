@@ -17,22 +17,29 @@ import sys
 from grids.grid import ActionGrid, GridFileError
 from shards.manifest import ManifestError, verify_manifest
 from shards.rewrite import commit_rewrite, plan_rewrite
+from storage import files
 
 
 def rewrite(
     out_dir: str, grid: ActionGrid | None = None, image_size: int | None = None, beam_args: list[str] | None = None
 ) -> dict:
     """Rewrite every shard of out_dir with a new grid and/or image size; returns the new manifest."""
-    import apache_beam as beam
-    from apache_beam.options.pipeline_options import PipelineOptions
-
+    from beam_jobs.collect import run_and_collect
+    from beam_jobs.engine import with_runner_defaults
     from beam_jobs.rewriting import RewriteShards
 
     manifest = verify_manifest(out_dir, check_hashes=True)
     grid_json = grid.to_json() if grid is not None else None
     jobs = plan_rewrite(out_dir, manifest, grid_json, image_size)
-    with beam.Pipeline(options=PipelineOptions(beam_args or ["--runner=DirectRunner"])) as p:
-        p | "Rewrite" >> RewriteShards(jobs, grid_json)
+    done = run_and_collect(
+        lambda p: p | "Rewrite" >> RewriteShards(jobs, grid_json),
+        with_runner_defaults(beam_args or []),
+        files.join(out_dir, ".work", "rewrite.pkl"),
+        key=lambda r: r["dst"],
+    )
+    if len(done) != len(jobs):
+        raise ManifestError(f"{out_dir}: {len(jobs) - len(done)} shard(s) were not rewritten")
+    files.remove(files.join(out_dir, ".work"))
     return commit_rewrite(out_dir, manifest, jobs, grid_json, image_size)
 
 

@@ -39,6 +39,9 @@ class RunOptions:
     seed: int = 0
     strict: bool = False
     dry_run: bool = False
+    runner: str = "direct"  # direct | dask
+    dask_address: str | None = None  # a dask scheduler; None with --runner dask: a local cluster
+    workers: int | None = None  # processes of that local cluster (default: the machine's cores)
     beam_args: tuple[str, ...] = ()
 
     @property
@@ -105,6 +108,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--strict", action="store_true", help="any dropped episode or corrupt input fails the run")
     p.add_argument("--dry-run", action="store_true", help="print the resolved plan as JSON and exit")
+    engine = p.add_argument_group("engine (or any Beam pipeline options after `--`)")
+    engine.add_argument(
+        "--runner",
+        choices=("direct", "dask"),
+        default="direct",
+        help="Beam's DirectRunner in this process, or Beam's DaskRunner on dask.distributed",
+    )
+    engine.add_argument(
+        "--dask-address",
+        help="with --runner dask: the scheduler, tcp://HOST:8786 (default: a local cluster started for the run)",
+    )
+    engine.add_argument(
+        "--workers",
+        type=int,
+        help="with --runner dask and no --dask-address: local worker processes (default: one per core)",
+    )
     return p
 
 
@@ -131,6 +150,10 @@ def parse_options(argv: list[str]) -> RunOptions:
         raise UsageError(f"--image-size must be between 8 and {MAX_IMAGE_SIZE} pixels, got {a.image_size}")
     if not (math.isfinite(a.shard_mb) and a.shard_mb > 0):
         raise UsageError(f"--shard-mb must be a positive number of megabytes, got {a.shard_mb}")
+    if (a.dask_address or a.workers) and a.runner != "dask":
+        raise UsageError("--dask-address and --workers need --runner dask")
+    if a.workers is not None and a.workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {a.workers}")
     exclude = None
     if a.grid_exclude is not None:
         exclude = tuple(s.strip() for s in a.grid_exclude.split(",") if s.strip() and s.strip() != "none")
@@ -153,5 +176,8 @@ def parse_options(argv: list[str]) -> RunOptions:
         seed=a.seed,
         strict=a.strict,
         dry_run=a.dry_run,
+        runner=a.runner,
+        dask_address=a.dask_address,
+        workers=a.workers,
         beam_args=tuple(beam_args),
     )

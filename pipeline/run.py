@@ -16,6 +16,7 @@ import os
 import sys
 import time
 
+from beam_jobs.engine import engine
 from manifests.registry import RegistryError
 from pipeline import stage_export, stage_grids, stage_stats
 from pipeline.context import RunContext, RunError, StrictError, log
@@ -77,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         f"output {ctx.out}"
     )
     try:
-        summary = run_stages(ctx)
+        with engine(options.runner, options.beam_args, options.dask_address, options.workers) as beam_args:
+            ctx.beam_args = tuple(beam_args)
+            summary = run_stages(ctx)
     except RunError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

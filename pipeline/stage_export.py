@@ -14,7 +14,7 @@ from shards.manifest import FORMAT_VERSION, MANIFEST_FILE, STATISTICS_FILE
 from shards.schema import plan_shards, shard_name, shard_schema
 from sources.rlds import split_names
 from storage import files
-from storage.jsonio import read_jsonl, sha256_of, write_json
+from storage.jsonio import sha256_of, write_json
 from transforms.frames import scale_intrinsics
 
 
@@ -56,13 +56,14 @@ def _text_setup(ctx: RunContext, grid: ActionGrid):
 def run(ctx: RunContext, stats: dict, grid: ActionGrid, depth: bool) -> dict:
     import apache_beam as beam
 
-    from beam_jobs.collect import CollectToFile
-    from beam_jobs.reading import ReadStandardEpisodes
+    from beam_jobs.collect import run_and_collect
+    from beam_jobs.reading import task_name
     from beam_jobs.shard_writing import (
+        EPISODES_PER_TASK,
         AssembleShardFn,
-        EncodedEpisode,
-        EncodeEpisodeFn,
-        WritePartsFn,
+        Encoding,
+        ReadEncodeFn,
+        WritePartFn,
         read_part_indexes,
     )
     from sources.episodes import plan_reads
@@ -83,12 +84,17 @@ def run(ctx: RunContext, stats: dict, grid: ActionGrid, depth: bool) -> dict:
             opts.max_episodes,
             opts.seed,
             text_info,
+            EPISODES_PER_TASK,
         ]
     )[:16]
     work = ctx.path(".work", "export", run_key)
-    done = {e["episode_id"] for p in read_part_indexes(work) for e in p["episodes"]}
+    done = {i["task"] for i in read_part_indexes(work)}
+    tasks = plan_reads(ctx.datasets, opts.split, opts.max_episodes, EPISODES_PER_TASK)
+    todo = [t for t in tasks if task_name(t) not in done]
     if done:
-        log(f"export: resuming an interrupted run: {len(done)} episode(s) already encoded are reused")
+        log(
+            f"export: resuming an interrupted run: {len(tasks) - len(todo)} of {len(tasks)} task(s) already encoded are reused"
+        )
 
     schemas = {
         name: shard_schema(cfg.wrist_image is not None, depth_info is not None, text is not None)
@@ -96,46 +102,57 @@ def run(ctx: RunContext, stats: dict, grid: ActionGrid, depth: bool) -> dict:
         .to_pybytes()
         for name, cfg in ctx.configs.items()
     }
-    tasks = plan_reads(ctx.datasets, opts.split, opts.max_episodes)
-    total = sum(t.shard.num_episodes for t in tasks) - len(done)
+    total = sum(t.shard.num_episodes for t in todo)
     log(
-        f"export: encoding {total} episode(s) at {opts.image_size}x{opts.image_size}"
+        f"export: encoding {total} episode(s) in {len(todo)} task(s) at {opts.image_size}x{opts.image_size}"
         + (f", with depth ({depth_info['model']})" if depth_info else "")
     )
-    t0 = time.perf_counter()
-    with beam.Pipeline(options=ctx.pipeline_options()) as p:
-        read = p | "Read" >> ReadStandardEpisodes(tasks, ctx.configs, images=True, skip=frozenset(done))
-        encoded = read.episodes | "Encode" >> beam.ParDo(
-            EncodeEpisodeFn(
-                stats,
-                grid_json,
-                opts.image_size,
-                opts.normalization,
-                depth_info is not None,
-                total,
-                text,
-                text_info["action_token_first_id"] if text_info else 0,
-            )
-        ).with_output_types(EncodedEpisode)
-        if depth_info:
-            from beam_jobs.depth_step import EpisodeDepth
+    encoding = Encoding(
+        stats,
+        grid_json,
+        opts.image_size,
+        opts.normalization,
+        depth_info is not None,
+        text,
+        text_info["action_token_first_id"] if text_info else 0,
+    )
 
-            encoded = encoded | "Depth" >> EpisodeDepth(opts.depth_model, opts.depth_backend)
-        encoded | "WriteParts" >> beam.ParDo(WritePartsFn(work, schemas))
-        read.bad | "CollectProblems" >> CollectToFile(files.join(work, "problems.jsonl"))
-    ctx.report.add_problems(read_jsonl(files.join(work, "problems.jsonl")))
+    def encode(p):
+        encoded = (
+            p
+            | "Tasks" >> beam.Create(todo)
+            | "Spread" >> beam.Reshuffle()
+            | "ReadEncode" >> beam.ParDo(ReadEncodeFn(ctx.configs, encoding, total))
+        )
+        if depth_info:
+            from beam_jobs.depth_step import with_depth
+
+            encoded = with_depth(encoded, opts.depth_model, opts.depth_backend)
+        return encoded | "WriteParts" >> beam.ParDo(WritePartFn(work, schemas))
+
+    t0 = time.perf_counter()
+    if todo:
+        run_and_collect(
+            encode, ctx.beam_args, files.join(work, "parts.pkl"), key=lambda i: (i["task"], i["path"] or "")
+        )
+    indexes = read_part_indexes(work)
+    for index in indexes:
+        ctx.report.add_problems(index["problems"])
+    log_workers(indexes)
 
     t1 = time.perf_counter()
-    jobs = plan_final_shards(ctx, read_part_indexes(work))
-    with beam.Pipeline(options=ctx.pipeline_options()) as p:
-        written = (
+    jobs = plan_final_shards(ctx, indexes)
+    shards = run_and_collect(
+        lambda p: (
             p
             | "Shards" >> beam.Create(jobs)
             | "Spread" >> beam.Reshuffle()
             | "Assemble" >> beam.ParDo(AssembleShardFn())
-        )
-        written | "CollectShards" >> CollectToFile(files.join(work, "shards.jsonl"))
-    shards = sorted(read_jsonl(files.join(work, "shards.jsonl")), key=lambda s: s["path"])
+        ),
+        ctx.beam_args,
+        files.join(work, "shards.pkl"),
+        key=lambda s: s["path"],
+    )
     log(
         f"export: episodes encoded in {t1 - t0:.1f}s, {len(shards)} shard(s) assembled in {time.perf_counter() - t1:.1f}s"
     )
@@ -146,6 +163,16 @@ def run(ctx: RunContext, stats: dict, grid: ActionGrid, depth: bool) -> dict:
     write_json(ctx.path(MANIFEST_FILE), manifest)
     files.remove(ctx.path(".work"))  # parts are only needed to resume this export
     return {"shards": len(shards), "bytes": sum(s["bytes"] for s in shards)}
+
+
+def log_workers(indexes: list[dict]) -> None:
+    """How the encoding was split over worker processes (this run's and a resumed run's)."""
+    per_worker: dict[str, int] = {}
+    for index in indexes:
+        per_worker[index["worker"]] = per_worker.get(index["worker"], 0) + len(index["episodes"])
+    if per_worker:
+        split = "/".join(str(n) for n in sorted(per_worker.values(), reverse=True))
+        log(f"export: {sum(per_worker.values())} episode(s) encoded by {len(per_worker)} worker process(es) ({split})")
 
 
 def plan_final_shards(ctx: RunContext, parts: list[dict]) -> list:

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import io
-
-import numpy as np
-
-from grids.fit import FitAccumulator
+from grids.fit import mixture_fit
 from grids.grid import ActionGrid, GridFileError, empirical_grid, grid_from_gaussians, uniform_grid
 from grids.metrics import grid_metrics
 from manifests.weights import effective_weights
 from pipeline import __version__
 from pipeline.context import RunContext, RunError, log
-from storage import files
 from storage.jsonio import read_json, sha256_of, write_json
-from transforms.normalize import normalize
 
 
 def fit_datasets(ctx: RunContext) -> list[str]:
@@ -30,34 +24,9 @@ def fit_datasets(ctx: RunContext) -> list[str]:
     return names
 
 
-def save_accumulator(acc: FitAccumulator, path: str) -> None:
-    buf = io.BytesIO()
-    np.savez(
-        buf,
-        weight=acc.weight,
-        mean=acc.mean,
-        m2=acc.m2,
-        hist=acc.hist,
-        sample_hash=acc.sample_hash,
-        sample_actions=acc.sample_actions,
-        sample_weight=acc.sample_weight,
-    )
-    files.write_bytes(path, buf.getvalue())
-
-
-def load_accumulator(path: str) -> FitAccumulator:
-    z = np.load(io.BytesIO(files.read_bytes(path)))
-    acc = FitAccumulator()
-    acc.weight, acc.mean, acc.m2, acc.hist = float(z["weight"]), z["mean"], z["m2"], z["hist"]
-    acc.sample_hash, acc.sample_actions, acc.sample_weight = z["sample_hash"], z["sample_actions"], z["sample_weight"]
-    return acc
-
-
 def run(ctx: RunContext, stats: dict) -> ActionGrid:
-    import apache_beam as beam
-
-    from beam_jobs.combines import GridFitFn
-    from beam_jobs.reading import ReadStandardEpisodes
+    from beam_jobs.collect import run_and_collect
+    from beam_jobs.grid_fit import build_grid_fit
     from sources.episodes import plan_reads
 
     names = fit_datasets(ctx)
@@ -68,22 +37,17 @@ def run(ctx: RunContext, stats: dict) -> ActionGrid:
     log(f"grids: fitting on {len(names)} dataset(s) weighted as the trainer samples them")
 
     tasks = plan_reads({n: ctx.datasets[n] for n in names}, ctx.options.split, ctx.options.max_episodes)
-    acc_path = ctx.path(".work", "grids", "fit.npz")
-    with beam.Pipeline(options=ctx.pipeline_options()) as p:
-        read = p | "Read" >> ReadStandardEpisodes(tasks, ctx.configs)
-        (
-            read.episodes
-            | "Normalize"
-            >> beam.Map(
-                lambda e: (e.episode_id, normalize(e.action, stats[e.dataset]["action"], mode), step_weight[e.dataset])
-            )
-            | "Fit" >> beam.CombineGlobally(GridFitFn(ctx.options.seed))
-            | "Save" >> beam.Map(save_accumulator, acc_path)
-        )
-    acc = load_accumulator(acc_path)
-    if acc.weight <= 0:
-        raise RunError("grids: no actions to fit the grid on")
-    gs = acc.gs_params()
+    parts = run_and_collect(
+        lambda p: build_grid_fit(p, tasks, ctx.configs, stats, mode, ctx.options.seed),
+        ctx.beam_args,
+        ctx.path(".work", "grids", "fit.pkl"),
+        key=lambda r: r[0],
+    )
+    try:
+        fit = mixture_fit(dict(parts), step_weight)
+    except ValueError:
+        raise RunError("grids: no actions to fit the grid on") from None
+    gs = fit.gs_params
     provenance = {
         "mixture": ctx.mixture.name,
         "datasets": names,
@@ -98,11 +62,11 @@ def run(ctx: RunContext, stats: dict) -> ActionGrid:
     }
     candidates = {
         "gaussian": grid_from_gaussians(gs, provenance=provenance),
-        "empirical": empirical_grid(acc.histograms(), gs_params=gs, provenance=provenance),
+        "empirical": empirical_grid(fit.histograms, gs_params=gs, provenance=provenance),
         "uniform": uniform_grid(provenance=provenance),
     }
     grid = candidates[ctx.options.grid_fit]
-    sample, sample_w = acc.sample_actions, acc.sample_weight
+    sample, sample_w = fit.sample_actions, fit.sample_weight
     grid.metrics = grid_metrics(grid, sample, sample_w)
     grid.metrics["comparison"] = {
         name: {

@@ -6,7 +6,7 @@ import json
 
 from pipeline.context import RunContext, RunError, StrictError, log
 from sources.rlds import fingerprint
-from storage.jsonio import read_json, read_jsonl, write_json
+from storage.jsonio import read_json, write_json
 from transforms.standardize import TRANSFORM_VERSION
 
 
@@ -19,11 +19,8 @@ def cache_key(ctx: RunContext, name: str) -> str:
 
 
 def run(ctx: RunContext) -> dict:
-    import apache_beam as beam
-
-    from beam_jobs.collect import CollectToFile
-    from beam_jobs.combines import ComputeStatistics
-    from beam_jobs.reading import ReadStandardEpisodes
+    from beam_jobs.collect import run_and_collect
+    from beam_jobs.dataset_statistics import build_statistics
     from sources.episodes import plan_reads
 
     stats, todo = {}, {}
@@ -45,17 +42,17 @@ def run(ctx: RunContext) -> dict:
     if todo:
         log(f"stats: computing statistics of {len(todo)} dataset(s) (actions only, no image decoded)")
         tasks = plan_reads({n: ctx.datasets[n] for n in todo}, ctx.options.split, ctx.options.max_episodes)
-        work = ctx.path(".work", "stats")
-        with beam.Pipeline(options=ctx.pipeline_options()) as p:
-            read = p | "Read" >> ReadStandardEpisodes(tasks, ctx.configs, proprio=True)
-            computed = read.episodes | "Statistics" >> ComputeStatistics()
-            computed | "CollectStats" >> CollectToFile(f"{work}/statistics.jsonl")
-            read.bad | "CollectProblems" >> CollectToFile(f"{work}/problems.jsonl")
-        problems = read_jsonl(f"{work}/problems.jsonl")
-        ctx.report.add_problems(problems)
-        for name, value in read_jsonl(f"{work}/statistics.jsonl"):
-            stats[name] = value
-            write_json(todo[name], {"statistics": value, "problems": [q for q in problems if q["dataset"] == name]})
+        records = run_and_collect(
+            lambda p: build_statistics(p, tasks, ctx.configs),
+            ctx.beam_args,
+            ctx.path(".work", "stats", "statistics.pkl"),
+            key=lambda r: r[0],
+        )
+        for name, value, problems in records:
+            ctx.report.add_problems(problems)
+            if value is not None:
+                stats[name] = value
+                write_json(todo[name], {"statistics": value, "problems": problems})
 
     empty = [n for n in ctx.datasets if n not in stats]
     if empty:

@@ -29,8 +29,10 @@ class ReadTask:
     shard: ShardSlice
 
 
-def plan_reads(datasets: dict[str, RLDSDataset], split: str, max_episodes: int | None = None) -> list[ReadTask]:
-    """Shard slices of every dataset for a split, the first `max_episodes` of each when given."""
+def plan_reads(datasets: dict[str, RLDSDataset], split: str, max_episodes: int | None = None,
+               episodes_per_task: int | None = None) -> list[ReadTask]:  # fmt: skip
+    """Shard slices of every dataset for a split, the first `max_episodes` of each when given, cut
+    into tasks of at most `episodes_per_task` episodes when given."""
     tasks = []
     for name, ds in datasets.items():
         left = max_episodes
@@ -38,9 +40,15 @@ def plan_reads(datasets: dict[str, RLDSDataset], split: str, max_episodes: int |
             if left is not None:
                 if left <= 0:
                     break
-                s = ShardSlice(s.path, s.start, min(s.stop, s.start + left), s.offset)
+                stop = min(s.stop, s.start + left)
+                s = ShardSlice(s.path, s.start, stop, s.offset, s.range_start, stop, s.listed)
                 left -= s.num_episodes
-            tasks.append(ReadTask(name, ds.directory, s))
+            step = episodes_per_task or s.num_episodes or 1
+            for start in range(s.start, s.stop, step):
+                piece = ShardSlice(
+                    s.path, start, min(s.stop, start + step), s.offset, s.range_start, s.range_stop, s.listed
+                )
+                tasks.append(ReadTask(name, ds.directory, piece))
     return tasks
 
 
@@ -63,21 +71,18 @@ def standard_episodes(
     cfg: DatasetConfig,
     images: bool = False,
     proprio: bool = False,
-    skip: frozenset = frozenset(),
     dataset: RLDSDataset | None = None,
 ) -> Iterator[StandardEpisode | dict]:
     """The standardized episodes of one shard slice, and a problem record for each that is not usable.
-    `skip`: episode ids already done (a resumed export); `dataset`: an opened RLDSDataset to reuse."""
+    `dataset`: an opened RLDSDataset to reuse."""
     ds = dataset or RLDSDataset(task.directory, task.dataset)
     keys = required_keys(cfg, images=images, proprio=proprio)
     done = 0
     try:
         for raw in ds.read(task.shard, keys):
             done += 1
-            if raw.episode_id in skip:
-                continue
             if isinstance(raw, BadRecord):
-                yield problem(task.dataset, task.shard.path, raw.reason, raw.episode_id)
+                yield problem(task.dataset, task.shard.path, raw.reason, raw.episode_id, raw.episodes_lost)
                 continue
             bad = None
             if raw.num_steps == 0:
@@ -98,8 +103,9 @@ def standard_episodes(
                 yield problem(task.dataset, task.shard.path, bad, raw.episode_id)
                 continue
             yield ep
-    except RLDSError as e:
-        yield problem(task.dataset, task.shard.path, str(e), None, task.shard.num_episodes - done)
+    except RLDSError as e:  # the damage as the whole split range of this shard sees it: the same from every slice
+        lost = task.shard.range_stop - e.first_lost if e.first_lost is not None else task.shard.num_episodes - done
+        yield problem(task.dataset, task.shard.path, str(e), None, lost)
 
 
 def dataset_episodes(

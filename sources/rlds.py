@@ -5,8 +5,9 @@ its `features.json` through TFDS's own feature classes, and split slices through
 ReadInstruction. Records are read from the TFRecord container directly (checksums verified)
 and only the requested keys are converted; nothing is ever decoded here: image features
 stay encoded bytes, so a stage that asks for action fields alone never touches an image.
-Files are read through storage.files, so `gs://` roots work like local ones; TensorFlow
-is imported (lazily) only for TFDS's feature and split classes and the Example protobuf.
+Files are read through storage.files, so `gs://` roots work like local ones; records are
+parsed with protobuf alone (sources/example_proto.py) and TFDS's feature and split classes:
+reading never imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -20,13 +21,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sources.tfrecord import CorruptRecord, read_records
+from sources.tfrecord import BadChecksum, CorruptRecord, count_records, read_records
 from storage import files
 from transforms.episode import RawEpisode
 
 
 class RLDSError(Exception):
-    """A dataset that cannot be read; the message names the dataset/file and what is wrong."""
+    """A dataset that cannot be read; the message names the dataset/file and what is wrong.
+    `first_lost`: where a damaged shard stops being readable (its episodes from there are lost)."""
+
+    def __init__(self, message: str, first_lost: int | None = None):
+        super().__init__(message)
+        self.first_lost = first_lost
 
 
 @dataclass(frozen=True)
@@ -43,22 +49,33 @@ class FieldInfo:
 
 @dataclass(frozen=True)
 class BadRecord:
-    """A record of a shard that could not be turned into an episode, and why."""
+    """A record of a shard that could not be turned into an episode (or records not read), and why."""
 
     dataset: str
-    episode_id: str
+    episode_id: str | None
     file: str
     reason: str
+    episodes_lost: int = 1
 
 
 @dataclass(frozen=True)
 class ShardSlice:
-    """Episodes [start, stop) of one shard file; `offset` = split index of its episode 0."""
+    """Episodes [start, stop) of one shard file; `offset` = split index of its episode 0. A slice
+    is a piece of the split's range [range_start, range_stop) in this shard, which holds `listed`
+    episodes by dataset_info.json: damage is reported against the whole range, so every slicing
+    of it reports the same."""
 
     path: str
     start: int
     stop: int
     offset: int
+    range_start: int = 0
+    range_stop: int = -1  # -1: stop
+    listed: int = -1  # -1: unknown
+
+    def __post_init__(self):
+        if self.range_stop < 0:
+            object.__setattr__(self, "range_stop", self.stop)
 
     @property
     def num_episodes(self) -> int:
@@ -193,7 +210,7 @@ class RLDSDataset:
             for path, n in self.shard_files(a.splitname):
                 start, stop = max(lo - offset, 0), min(hi - offset, n)
                 if start < stop:
-                    slices.append(ShardSlice(path, start, stop, offset))
+                    slices.append(ShardSlice(path, start, stop, offset, start, stop, n))
                 offset += n
         return slices
 
@@ -215,27 +232,44 @@ class RLDSDataset:
     def read(self, shard: ShardSlice, keys: Iterable[str] | None = None) -> Iterator[RawEpisode | BadRecord]:
         """Episodes of one shard slice, with only `keys` converted (all keys when None).
 
-        A record that does not match features.json comes out as a BadRecord and the slice goes on;
-        a corrupt or truncated file raises RLDSError after the episodes before the damage."""
+        A record that does not match features.json or fails its checksum comes out as a BadRecord
+        and the slice goes on. A file that is missing, ends early or whose framing is broken raises
+        RLDSError after the episodes before the damage (first_lost says where it starts). Records
+        the file holds beyond those dataset_info.json lists come out as one BadRecord."""
         wanted = self.resolve_keys(keys)
+        where = f"dataset '{self.name}': {shard.path}"
         if not files.exists(shard.path):
-            raise RLDSError(f"dataset '{self.name}': shard {shard.path} listed in dataset_info.json is missing")
+            raise RLDSError(f"dataset '{self.name}': shard {shard.path} listed in dataset_info.json is missing",
+                            shard.range_start)  # fmt: skip
         fname = posixpath.basename(shard.path)
         index = shard.start
         try:
             for record in read_records(shard.path, shard.start, shard.stop):
                 episode_id = f"{fname}#{index}"
                 index += 1
+                if isinstance(record, BadChecksum):
+                    yield BadRecord(
+                        self.name, episode_id, shard.path, f"corrupted record at byte {record.offset} (data checksum)"
+                    )
+                    continue
                 try:
                     steps, meta = _episode_columns(record, wanted)
                 except ValueError as e:
                     yield BadRecord(self.name, episode_id, shard.path, f"does not match features.json ({e})")
                     continue
                 yield RawEpisode(self.name, episode_id, shard.path, steps, meta)
+            if index < shard.stop:  # the file ended first; a slice that skipped to its start has not seen where
+                index = count_records(shard.path)
+                raise RLDSError(f"{where}: the file holds {index} episode(s), dataset_info.json lists {shard.listed}",
+                                max(index, shard.range_start))  # fmt: skip
+            if shard.stop == shard.listed:  # the slice that ends the file: anything after it is unlisted
+                extra = count_records(shard.path) - shard.listed
+                if extra > 0:
+                    yield BadRecord(self.name, None, shard.path, f"the file holds {extra} record(s) more than the "
+                                    f"{shard.listed} dataset_info.json lists (not read)", extra)  # fmt: skip
         except CorruptRecord as e:
-            raise RLDSError(
-                f"dataset '{self.name}': {shard.path}: corrupt TFRecord after episode {index} ({e})"
-            ) from None
+            raise RLDSError(f"{where}: corrupt TFRecord, episodes from {e.index} unreadable ({e})",
+                            max(e.index, shard.range_start)) from None  # fmt: skip
 
     def episodes(self, split_spec: str = "train", keys: Iterable[str] | None = None) -> Iterator[RawEpisode]:
         """Every episode of a split spec; a record that does not match features.json raises RLDSError."""
@@ -249,10 +283,11 @@ class RLDSDataset:
 def _episode_columns(record: bytes, wanted: dict) -> tuple[dict, dict]:
     """(steps, metadata) of one serialized tf.train.Example, only the wanted fields converted."""
     from google.protobuf.message import DecodeError
-    from tensorflow.core.example import example_pb2
+
+    from sources.example_proto import Example
 
     try:
-        feature = example_pb2.Example.FromString(record).features.feature
+        feature = Example.FromString(record).features.feature
     except DecodeError as e:
         raise ValueError(f"not a tf.train.Example: {e}") from None
     steps, meta = {}, {}

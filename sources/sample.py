@@ -19,6 +19,7 @@ import hashlib
 import os
 import re
 import shutil
+import subprocess
 import sys
 import zlib
 from pathlib import Path
@@ -353,7 +354,14 @@ def ensure_corpus(out_dir: str | Path | None = None, episodes: int = DEFAULT_EPI
     print(f"sample: generating the built-in sample corpus in {out} (once)", file=sys.stderr)
     tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    generate(tmp, episodes, verbose=False)
+    # TFDS writes with TensorFlow: in a process of its own, so that TensorFlow never loads into the job's
+    # (its bundled LLVM crashes a later import of torch's triton in the same process)
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    cmd = [sys.executable, "-m", "sources.sample", "--out", str(tmp), "--episodes", str(episodes), "--quiet"]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if r.returncode:
+        raise RuntimeError(f"generating the sample corpus failed:\n{r.stderr[-3000:]}")
     (tmp / ".complete").write_text(stamp)
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
@@ -365,11 +373,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="directory to write the RLDS datasets into")
     p.add_argument("--episodes", type=int, default=DEFAULT_EPISODES, help="train episodes per dataset")
     p.add_argument("--datasets", help="comma-separated registry names (default: all)")
+    p.add_argument("--quiet", action="store_true", help="no line per dataset")
     args = p.parse_args(argv)
     if args.episodes < 1:
         print("error: --episodes must be at least 1", file=sys.stderr)
         return 2
-    generate(args.out, args.episodes, args.datasets.split(",") if args.datasets else None)
+    generate(args.out, args.episodes, args.datasets.split(",") if args.datasets else None, verbose=not args.quiet)
     return 0
 
 

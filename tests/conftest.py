@@ -3,6 +3,14 @@ from pathlib import Path
 
 import pytest
 
+# Tests write and open RLDS with TFDS (TensorFlow) and load ZoeDepth with transformers (torch, whose
+# compiler imports triton) in one process; both bundle LLVM, and triton imported after TensorFlow
+# crashes the process. Loading triton first avoids it. The pipeline itself never imports TensorFlow.
+try:
+    import triton  # noqa: F401
+except ImportError:
+    pass
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 ROOT = Path(__file__).resolve().parents[1]

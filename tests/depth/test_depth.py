@@ -69,23 +69,24 @@ def test_beam_step_carries_the_accelerator_hint_and_equals_direct_calls(tiny_zoe
     import apache_beam as beam
     from apache_beam.testing.util import assert_that
 
-    from beam_jobs.depth_step import DEFAULT_ACCELERATOR, EpisodeDepth
-    from beam_jobs.shard_writing import EncodedEpisode
+    from beam_jobs.depth_step import DEFAULT_ACCELERATOR, with_depth
+    from beam_jobs.shard_writing import EncodedEpisode, EncodedTask
 
     eps = [EncodedEpisode("d", f"e#{i}", {"step": list(range(n))}, frames(n, seed=i)) for i, n in enumerate((3, 5))]
     est = DepthEstimator.load(str(tiny_zoedepth), device="cpu")
     expected = {e.episode_id: depth_to_uint16_mm(est.predict(e.pixels)) for e in eps}
 
     def check(actual):
-        assert sorted(e.episode_id for e in actual) == ["e#0", "e#1"]
-        for e in actual:
+        (task,) = actual
+        assert [e.episode_id for e in task.episodes] == ["e#0", "e#1"]
+        for e in task.episodes:  # 8 frames in batches of 3: batches cross episode boundaries
             got = np.stack([decode_depth(b) for b in e.columns["depth"]])
             assert np.abs(got.astype(int) - expected[e.episode_id].astype(int)).max() <= 1  # mm rounding
             assert e.pixels is None
 
     p = beam.Pipeline()
-    step = EpisodeDepth(str(tiny_zoedepth), frames_per_batch=4)
-    assert_that(p | beam.Create(eps) | "Depth" >> step, check)
+    tasks = p | beam.Create([EncodedTask("d", "d/f#0-2", eps, [])])
+    assert_that(with_depth(tasks, str(tiny_zoedepth), frames_per_batch=3), check)
     proto = p.to_runner_api()
     (depth_step,) = [t for t in proto.components.transforms.values() if t.unique_name.endswith("ZoeDepth")]
     hints = proto.components.environments[depth_step.environment_id].resource_hints

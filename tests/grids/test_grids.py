@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from grids.fit import FitAccumulator, variables
+from grids.fit import FitAccumulator, mixture_fit, variables
 from grids.grid import ActionGrid, GridFileError, empirical_grid, gaussian_edges, grid_from_gaussians, uniform_grid
 from grids.metrics import grid_metrics, normalized_entropy
 from grids.spherical import to_cartesian, to_spherical
@@ -133,33 +133,38 @@ def weighted_data(seed=0):
     return a, b
 
 
-def test_fit_moments_equal_weighted_numpy_and_merge():
+def test_fit_moments_equal_weighted_numpy_whatever_the_split():
     a, b = weighted_data()
     wa, wb = 0.7 / len(a), 0.3 / len(b)
-    whole = FitAccumulator()
-    parts = []
-    for i, chunk in enumerate(np.array_split(a, 7)):
-        parts.append(FitAccumulator().add(chunk, wa, f"a#{i}"))
+    whole = {"a": FitAccumulator().add(a, "a#0"), "b": FitAccumulator().add(b, "b#0")}
+    split = {"a": FitAccumulator(), "b": FitAccumulator()}
+    for i, chunk in reversed(list(enumerate(np.array_split(a, 7)))):
+        split["a"].merge(FitAccumulator().add(chunk, f"a#{i}"))
     for i, chunk in enumerate(np.array_split(b, 3)):
-        parts.append(FitAccumulator().add(chunk, wb, f"b#{i}"))
-    for p in reversed(parts):
-        whole.merge(p)
+        split["b"].merge(FitAccumulator().add(chunk, f"b#{i}"))
     v = np.concatenate([variables(a), variables(b)])
     w = np.concatenate([np.full(len(a), wa), np.full(len(b), wb)])
     mean = np.average(v, axis=0, weights=w)
     std = np.sqrt(np.average((v - mean) ** 2, axis=0, weights=w))
-    gs = whole.gs_params()
+    fit = mixture_fit(split, {"a": wa, "b": wb})
     for j, name in enumerate(("x", "y", "z", "theta", "phi", "r", "roll", "pitch", "yaw")):
-        assert gs[name]["mu"] == pytest.approx(mean[j], abs=1e-12)
-        assert gs[name]["sigma"] == pytest.approx(std[j], rel=1e-9)
-    assert len(whole.sample_hash) == len(a) + len(b)  # below the sample bound: every step kept
+        assert fit.gs_params[name]["mu"] == pytest.approx(mean[j], abs=1e-12)
+        assert fit.gs_params[name]["sigma"] == pytest.approx(std[j], rel=1e-9)
+    # exact: any split of the steps into episodes gives the same bits
+    assert fit.gs_params == mixture_fit(whole, {"a": wa, "b": wb}).gs_params
+    assert len(fit.sample_actions) == len(a) + len(b)  # below the sample bound: every step kept
+    np.testing.assert_allclose(fit.histograms["roll"].sum(), 1.0)  # weights sum to 1 over the mixture
+
+
+def fitted(a):
+    return mixture_fit({"d": FitAccumulator().add(a, "d#0")}, {"d": 1.0})
 
 
 def test_empirical_grid_is_equally_occupied_on_its_own_data():
     rng = np.random.default_rng(1)
     a = np.clip(rng.normal(0.05, 0.25, (50000, 7)), -1, 1)
-    acc = FitAccumulator().add(a, 1.0, "e#0")
-    grid = empirical_grid(acc.histograms(), gs_params=acc.gs_params())
+    fit = fitted(a)
+    grid = empirical_grid(fit.histograms, gs_params=fit.gs_params)
     m = grid_metrics(grid, a)
     for v in ("roll", "pitch", "yaw", "r", "theta"):
         occ = np.array(m["variables"][v]["occupancy"])
@@ -170,12 +175,12 @@ def test_empirical_grid_is_equally_occupied_on_its_own_data():
 def test_entropy_order_on_gaussian_data():
     rng = np.random.default_rng(2)
     a = np.clip(rng.normal(0.0, 0.25, (40000, 7)), -1, 1)
-    acc = FitAccumulator().add(a, 1.0, "g#0")
+    fit = fitted(a)
     ent = {
         name: grid_metrics(g, a)["token_entropy"]
         for name, g in {
-            "empirical": empirical_grid(acc.histograms()),
-            "gaussian": grid_from_gaussians(acc.gs_params()),
+            "empirical": empirical_grid(fit.histograms),
+            "gaussian": grid_from_gaussians(fit.gs_params),
             "uniform": uniform_grid(),
         }.items()
     }

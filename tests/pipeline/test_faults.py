@@ -115,8 +115,8 @@ def test_strict_fails_with_the_same_message(broken, tmp_path, capfd):
 @pytest.mark.parametrize(
     "damage, reason, lost",
     [
-        ("crc", "corrupt TFRecord after episode 12", 13),
-        ("truncate", "corrupt TFRecord after episode", None),
+        ("crc", "(data checksum)", 1),  # the framing holds: only the damaged record is lost
+        ("truncate", "corrupt TFRecord, episodes from", None),  # everything from the cut on
         ("missing", "listed in dataset_info.json is missing", 25),
     ],
 )
@@ -142,6 +142,8 @@ def test_damaged_shards_lose_only_what_they_hold(bridge_root, tmp_path, damage, 
     assert reason in p["reason"] and p["file"] == str(shard) and p["dataset"] == "bridge_orig"
     if lost is not None:
         assert p["episodes_lost"] == lost
+    if damage == "crc":
+        assert p["episode_id"] == f"{NAME.format(1)}#12"
     assert report["datasets"]["bridge_orig"]["episodes_read"] == 50 - p["episodes_lost"]
     manifest = json.loads((out / "manifest.json").read_text())
     assert sum(s["num_episodes"] for s in manifest["datasets"]["bridge_orig"]["shards"]) == 50 - p["episodes_lost"]

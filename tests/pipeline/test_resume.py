@@ -44,7 +44,7 @@ def hashes(out):
 
 
 def test_killed_export_resumes_to_identical_output(sample_corpus, tmp_path):
-    env = {**os.environ, "SPATIAL_PIPELINE_PART_BYTES": "1", "PYTHONPATH": str(ROOT)}  # a part per episode
+    env = {**os.environ, "SPATIAL_PIPELINE_TASK_EPISODES": "1", "PYTHONPATH": str(ROOT)}  # a part per episode
     reference = tmp_path / "reference"
     subprocess.run(command(sample_corpus, reference), env=env, cwd=ROOT, check=True, capture_output=True)
 

@@ -6,9 +6,8 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.util import assert_that
 
-from beam_jobs.combines import ComputeStatistics
-from transforms.episode import StandardEpisode
-from transforms.statistics import BINS, Accumulator, DatasetStatistics
+from beam_jobs.combines import CombinePerDataset, Partial
+from transforms.statistics import MIN_MAGNITUDE, REL_ERROR, Accumulator, DatasetStatistics, bucket_keys, bucket_values
 
 TOL = 1e-3  # quantiles: |q - exact| <= TOL * (max - min)
 
@@ -63,14 +62,36 @@ def test_matches_numpy_on_mixed_distributions():
     assert stats["q01"][5] == stats["q99"][5] == 0.25  # constant dimension: exact
 
 
-def test_merge_order_does_not_matter():
+def test_any_split_and_merge_order_gives_the_same_bits():
     x = mixed_data(8_000, seed=3)
-    sizes = [1000] * 8
-    a = split_merge(x, sizes, list(range(8)))
-    b = split_merge(x, sizes, [7, 2, 5, 0, 1, 6, 3, 4])
-    for key in ("q01", "q99", "min", "max"):
-        assert a[key] == b[key]
-    np.testing.assert_allclose(a["mean"], b["mean"], rtol=1e-12)
+    a = split_merge(x, [1000] * 8, list(range(8)))
+    b = split_merge(x, [1000] * 8, [7, 2, 5, 0, 1, 6, 3, 4])
+    c = split_merge(x, [3, 4000, 997, 3000], [2, 0, 3, 1])
+    whole = Accumulator(7)
+    whole.add(x)
+    assert a == b == c == whole.extract()  # every value, bit for bit
+
+
+def test_quantile_error_is_relative_whatever_the_range():
+    rng = np.random.default_rng(4)
+    x = rng.normal(0.0, 0.01, (20_000, 1))
+    x[7, 0] = 1e30  # one absurd value: the histogram's resolution must not follow the range
+    acc = Accumulator(1)
+    acc.add(x)
+    stats = acc.extract()
+    for key, q in (("q01", 0.01), ("q99", 0.99)):
+        exact = np.quantile(x, q)
+        assert abs(stats[key][0] - exact) <= REL_ERROR * abs(exact) * 1.0001, (key, stats[key][0], exact)
+    assert stats["max"] == [1e30]
+
+
+def test_buckets_are_ordered_and_hold_their_values():
+    x = np.array([-3e5, -1.0, -1e-300, 0.0, 5e-324, 1e-12, 0.25, 1.0, 7.5, 1e300])
+    k = bucket_keys(x)
+    assert (np.diff(k) >= 0).all()
+    mid = bucket_values(k)
+    assert (np.abs(mid - x) <= REL_ERROR * np.abs(x) + MIN_MAGNITUDE).all()
+    assert (k[np.abs(x) < MIN_MAGNITUDE] == 0).all() and (k[np.abs(x) >= MIN_MAGNITUDE] != 0).all()
 
 
 def test_single_step_and_widening_ranges():
@@ -86,15 +107,18 @@ def test_single_step_and_widening_ranges():
     check_against_numpy(acc.extract(), x)
 
 
-def test_memory_does_not_grow_with_data():
-    def size(n):
+def test_memory_is_bounded_by_the_buckets_of_the_range():
+    def buckets(n):
         acc = Accumulator(7)
         for chunk in np.array_split(mixed_data(n), max(n // 100, 1)):
             acc.add(chunk)
         acc.flush()
-        return acc.counts.nbytes + acc.mean.nbytes * 6
+        return [len(h.keys) for h in acc.hist]
 
-    assert size(1_000) == size(200_000) == 7 * BINS * 8 + 7 * 8 * 6
+    small, large = buckets(20_000), buckets(400_000)
+    assert large[5] == small[5] == 1 and large[6] == small[6] == 2  # a constant and a 0/1 dimension
+    # uniform on [-pi, pi]: at most 2^11 buckets per power of two and sign from 2^-40 up, however many values
+    assert small[4] < large[4] <= 1 + 2 * 2048 * (2 + 40)
 
 
 def test_non_finite_rows_are_refused():
@@ -114,43 +138,33 @@ def test_dataset_statistics_layout():
     assert len(out["proprio"]["mean"]) == 3
 
 
-def episodes(seed=0, n=30):
-    rng = np.random.default_rng(seed)
+def partials(x, sizes, dataset):
     out = []
-    for i in range(n):
-        t = int(rng.integers(1, 40))
-        ds = ["a", "b"][i % 2]
-        out.append(
-            StandardEpisode(
-                ds,
-                f"{ds}#{i}",
-                rng.normal(size=(t, 7)).astype(np.float32),
-                proprio=rng.normal(size=(t, 4)).astype(np.float32),
-            )
-        )
+    for i, part in enumerate(np.split(x, np.cumsum(sizes)[:-1])):
+        acc = DatasetStatistics()
+        acc.add_episode(part[:, :7], part[:, 7:])
+        out.append(((dataset, i % 3), Partial(acc.flush(), [{"dataset": dataset, "i": i}])))
     return out
 
 
 @pytest.mark.parametrize("options", [[], ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]])
-def test_beam_job_equals_pure_accumulator(options):
-    eps = episodes()
+def test_beam_combine_equals_one_accumulator_bit_for_bit(options):
+    rng = np.random.default_rng(0)
+    data = {"a": rng.normal(size=(3000, 10)), "b": rng.standard_cauchy(size=(2000, 10))}
+    sizes = {"a": [500] * 6, "b": [7, 993, 1000]}
+    elements = partials(data["a"], sizes["a"], "a") + partials(data["b"], sizes["b"], "b")
     expected = {}
-    for ds in ("a", "b"):
-        s = DatasetStatistics()
-        for e in eps:
-            if e.dataset == ds:
-                s.add_episode(e.action, e.proprio)
-        expected[ds] = s.extract()
+    for name, x in data.items():
+        whole = DatasetStatistics()  # the same episodes, in order, into one accumulator
+        for episode in np.split(x, np.cumsum(sizes[name])[:-1]):
+            whole.add_episode(episode[:, :7], episode[:, 7:])
+        expected[name] = whole.extract()
 
     def matches(actual):
         assert sorted(name for name, _ in actual) == ["a", "b"]
-        for name, stats in actual:
-            for key in ("q01", "q99", "min", "max"):
-                np.testing.assert_allclose(stats["action"][key], expected[name]["action"][key], rtol=0, atol=1e-12)
-            np.testing.assert_allclose(stats["action"]["mean"], expected[name]["action"]["mean"], rtol=1e-9)
-            np.testing.assert_allclose(stats["proprio"]["std"], expected[name]["proprio"]["std"], rtol=1e-9)
-            assert stats["num_trajectories"] == expected[name]["num_trajectories"]
-            assert stats["num_transitions"] == expected[name]["num_transitions"]
+        for name, partial in actual:
+            assert partial.acc.extract() == expected[name]
+            assert len(partial.problems) == (6 if name == "a" else 3)
 
     with beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner", *options])) as p:
-        assert_that(p | beam.Create(eps) | ComputeStatistics(), matches)
+        assert_that(p | beam.Create(elements) | CombinePerDataset(DatasetStatistics), matches)

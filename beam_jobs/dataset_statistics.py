@@ -1,0 +1,43 @@
+"""The statistics job: per dataset, the statistics of its standardized actions (and proprio).
+
+tasks -> per task: a partial DatasetStatistics and its problems -> combined per dataset
+"""
+
+from __future__ import annotations
+
+import apache_beam as beam
+
+from beam_jobs.combines import CombinePerDataset, Partial, grouped_tasks
+from beam_jobs.reading import TaskReaderFn
+from transforms.statistics import DatasetStatistics
+
+
+class ReadStatisticsFn(TaskReaderFn):
+    """(group, ReadTask) -> ((dataset, group), Partial[DatasetStatistics])."""
+
+    def __init__(self, configs: dict):
+        super().__init__(configs, proprio=True)
+
+    def process(self, element):
+        group, task = element
+        episodes, problems = self.read(task)
+        acc = DatasetStatistics()
+        for ep in episodes:
+            acc.add_episode(ep.action, ep.proprio)
+        yield (task.dataset, group), Partial(acc.flush(), problems)
+
+
+def _record(name: str, partial: Partial) -> tuple:
+    acc = partial.acc
+    stats = acc.extract() if acc.action.n else None
+    return name, stats, sorted(partial.problems, key=lambda p: (p["file"], p["episode_id"] or "", p["reason"]))
+
+
+def build_statistics(p: beam.Pipeline, tasks: list, configs: dict) -> beam.PCollection:
+    """-> (dataset, statistics or None when nothing was usable, problems) per dataset."""
+    return (
+        grouped_tasks(p, tasks)
+        | "ReadStatistics" >> beam.ParDo(ReadStatisticsFn(configs))
+        | "Combine" >> CombinePerDataset(DatasetStatistics)
+        | "Extract" >> beam.MapTuple(_record)
+    )
