@@ -28,13 +28,15 @@ class ReadStatisticsFn(TaskReaderFn):
 
 
 def _record(name: str, partial: Partial) -> tuple:
+    """(dataset, statistics or None, problems, notes about outliers)."""
     acc = partial.acc
     stats = acc.extract() if acc.action.n else None
-    return name, stats, sorted(partial.problems, key=lambda p: (p["file"], p["episode_id"] or "", p["reason"]))
+    problems = sorted(partial.problems, key=lambda p: (p["file"], p["episode_id"] or "", p["reason"]))
+    return name, stats, problems, acc.outlier_notes() if stats else []
 
 
 def build_statistics(p: beam.Pipeline, tasks: list, configs: dict) -> beam.PCollection:
-    """-> (dataset, statistics or None when nothing was usable, problems) per dataset."""
+    """-> (dataset, statistics or None when nothing was usable, problems, outlier notes) per dataset."""
     return (
         grouped_tasks(p, tasks)
         | "ReadStatistics" >> beam.ParDo(ReadStatisticsFn(configs))

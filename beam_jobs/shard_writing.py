@@ -23,11 +23,11 @@ from beam_jobs.reading import TaskReaderFn, task_name, worker_id
 from grids.grid import ActionGrid
 from grids.tokenizer import ActionTokenizer
 from shards.schema import write_table
-from sources.episodes import ReadTask
+from sources.episodes import ReadTask, problem
 from storage import files
 from storage.jsonio import read_json, write_json
 from transforms.episode import StandardEpisode
-from transforms.frames import prepare_frames
+from transforms.frames import FrameError, prepare_frames
 from transforms.normalize import normalize
 
 # Episodes per export task: a task is encoded and written as one part (memory: one task's frames).
@@ -78,7 +78,7 @@ class Encoding:
         t = ep.num_steps
         action = normalize(ep.action, self.stats[ep.dataset]["action"], self.normalization).astype(np.float32)
         tokens = tokenizer.encode(action).astype(np.int32)
-        jpegs, pixels = prepare_frames(ep.image, self.image_size, keep_pixels=self.keep_pixels)
+        jpegs, pixels = prepare_frames(ep.image, self.image_size, keep_pixels=self.keep_pixels)  # FrameError
         columns = {
             "dataset": [ep.dataset] * t,
             "episode_id": [ep.episode_id] * t,
@@ -92,7 +92,10 @@ class Encoding:
             "action_tokens": tokens,
         }
         if ep.wrist_image is not None:
-            columns["wrist_image"] = prepare_frames(ep.wrist_image, self.image_size)[0]
+            try:
+                columns["wrist_image"] = prepare_frames(ep.wrist_image, self.image_size)[0]
+            except FrameError as e:
+                raise FrameError(f"wrist camera {e}") from None
         if self.text_tokenizer is not None:
             ids = self.text_tokenizer(ep.instruction, add_special_tokens=False)["input_ids"]
             columns["input_ids"] = [ids] * t
@@ -115,7 +118,12 @@ class ReadEncodeFn(TaskReaderFn):
 
     def process(self, task: ReadTask):
         episodes, problems = self.read(task)
-        encoded = [self.encoding.encode(self.tokenizer, ep) for ep in episodes]
+        encoded = []
+        for ep in episodes:
+            try:
+                encoded.append(self.encoding.encode(self.tokenizer, ep))
+            except FrameError as e:  # the episode is skipped and counted, the rest of the task goes on
+                problems.append(problem(task.dataset, task.shard.path, f"bad image: {e}", ep.episode_id))
         self.progress.update(len(encoded), sum(e.num_steps for e in encoded))
         yield EncodedTask(task.dataset, task_name(task), encoded, problems)
 
@@ -168,11 +176,17 @@ class WritePartFn(beam.DoFn):
 
 
 def read_part_indexes(work_dir: str) -> list[dict]:
-    """Indexes of the finished tasks (a task counts once its index is written), by part path."""
-    out = [read_json(meta) for meta in files.glob(files.join(work_dir, "*.json"))]
-    return sorted(
-        (i for i in out if i["path"] is None or files.exists(i["path"])), key=lambda i: (i["task"], i["path"] or "")
-    )
+    """Indexes of the finished tasks (a task counts once its index is written), by part path. An index
+    that cannot be read (a disk that filled up under an older version) just means its task is redone."""
+    out = []
+    for meta in files.glob(files.join(work_dir, "*.json")):
+        try:
+            index = read_json(meta)
+            if index["path"] is None or files.exists(index["path"]):
+                out.append(index)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return sorted(out, key=lambda i: (i["task"], i["path"] or ""))
 
 
 def read_table(path: str) -> pa.Table:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -349,13 +350,29 @@ def _mixture_weights(name: str, entries: Any, datasets, src: str) -> dict[str, f
     return weights
 
 
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def check_name(name: Any, what: str, where: str) -> str:
+    """A dataset or mixture name: it becomes a file or directory name under --out."""
+    if not isinstance(name, str) or not NAME.fullmatch(name) or ".." in name:
+        raise RegistryError(
+            f"{where}: {what} name {name!r} must be letters, digits, '_', '-' and '.', not starting with "
+            "a punctuation mark (it names files under --out)"
+        )
+    return name
+
+
 def parse_datasets(doc: Any, src: str, default_intrinsics: dict | None = None) -> dict[str, DatasetConfig]:
     if not isinstance(doc, dict) or not isinstance(doc.get("datasets"), dict):
         raise RegistryError(f"{src}: missing field 'datasets' (a mapping of dataset name to fields)")
     intr = doc.get("default_intrinsics") or default_intrinsics
     if intr is None:
         raise RegistryError(f"{src}: missing field 'default_intrinsics'")
-    return {name: _dataset_config(name, entry, intr, src) for name, entry in doc["datasets"].items()}
+    return {
+        check_name(name, "dataset", src): _dataset_config(name, entry, intr, src)
+        for name, entry in doc["datasets"].items()
+    }
 
 
 def load_registry(datasets_file: str | Path = DATASETS_FILE, mixtures_file: str | Path = MIXTURES_FILE) -> Registry:
@@ -396,6 +413,11 @@ def load_mixture_file(path: str | Path, registry: Registry) -> tuple[str, dict[s
     src = str(path)
     if not isinstance(doc, dict):
         raise RegistryError(f"{src}: expected a mapping with a 'datasets' field")
+    unknown = set(doc) - {"name", "datasets", "dataset_configs", "default_intrinsics"}
+    if unknown:
+        raise RegistryError(
+            f"{src}: unknown field(s) {sorted(unknown)} (known: name, datasets, dataset_configs, default_intrinsics)"
+        )
     extra = {}
     if "dataset_configs" in doc:
         extra = parse_datasets(
@@ -409,7 +431,7 @@ def load_mixture_file(path: str | Path, registry: Registry) -> tuple[str, dict[s
     if "datasets" not in doc:
         raise RegistryError(f"{src}: missing field 'datasets'")
     known = {**registry.datasets, **extra}
-    name = str(doc.get("name") or Path(path).stem)
+    name = check_name(str(doc.get("name") or Path(path).stem), "mixture", src)
     return name, _mixture_weights(name, doc["datasets"], known, src), extra
 
 

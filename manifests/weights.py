@@ -8,8 +8,10 @@ def effective_weights(weights: dict, num_transitions: dict, balance: bool = True
 
     balance=True (OpenVLA's and SpatialVLA's default): weight x number of transitions, normalized;
     balance=False: the given weights, normalized."""
-    raw = {n: w * (num_transitions[n] if balance else 1) for n, w in weights.items()}
+    top = max(weights.values(), default=0.0)
+    # scaled by the largest weight first, so that any positive finite weights (1e308 too) stay finite
+    raw = {n: (w / top if top > 0 else 0.0) * (num_transitions[n] if balance else 1) for n, w in weights.items()}
     total = sum(raw.values())
-    if total <= 0:
+    if not total > 0:
         raise ValueError("mixture has no transitions to sample")
     return {n: v / total for n, v in raw.items()}

@@ -12,7 +12,7 @@ from pipeline.options import RunOptions
 from pipeline.plan import Plan, log
 from pipeline.report import Report
 from shards.manifest import STATISTICS_FILE, grid_relpath
-from sources.rlds import RLDSDataset
+from sources.rlds import RLDSDataset, fingerprint
 from storage import files
 
 __all__ = ["RunContext", "RunError", "StrictError", "log"]
@@ -31,6 +31,7 @@ class RunContext:
     plan: Plan
     report: Report = field(default_factory=Report)
     beam_args: tuple[str, ...] = ()  # every pipeline's options, set up by beam_jobs.engine
+    _fingerprints: dict = field(default_factory=dict, repr=False)
 
     @property
     def options(self) -> RunOptions:
@@ -54,6 +55,12 @@ class RunContext:
 
     def path(self, *parts: str) -> str:
         return files.join(self.out, *parts)
+
+    def fingerprint(self, name: str) -> str:
+        """A content key of what this run reads of a dataset (sources.rlds.fingerprint), once per run."""
+        if name not in self._fingerprints:
+            self._fingerprints[name] = fingerprint(self.datasets[name], self.options.split)
+        return self._fingerprints[name]
 
     @property
     def statistics_path(self) -> str:

@@ -82,6 +82,7 @@ def _dataset_row(
         ds = RLDSDataset(path, name)
         row["episodes"] = sum(s.num_episodes for s in ds.plan(split))
         row["splits"] = ds.splits
+        ds.fields  # noqa: B018 -- features.json present and a TFDS spec: checked before any work starts
     except RLDSError as e:
         row["found"], row["error"] = False, str(e)
         return row, None

@@ -11,6 +11,7 @@ driver plans, runs them in order and writes what they computed (pipeline/stage_*
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -18,7 +19,7 @@ import time
 
 from beam_jobs.engine import engine
 from manifests.registry import RegistryError
-from pipeline import stage_export, stage_grids, stage_stats
+from pipeline import ownership, stage_export, stage_grids, stage_stats
 from pipeline.context import RunContext, RunError, StrictError, log
 from pipeline.options import UsageError, parse_options
 from pipeline.plan import make_plan
@@ -46,6 +47,7 @@ def make_context(plan) -> RunContext:
         more = f" (and {len(plan.missing) - 1} more)" if len(plan.missing) > 1 else ""
         raise RunError(f"{plan.missing[0]['error']}{more}; fetch it or leave it out with --datasets")
     check_out_dir(plan.options.out or plan.out)
+    ownership.check_mixture(plan.out, plan.mixture.name)
     return RunContext(plan)
 
 
@@ -56,7 +58,7 @@ def run_stages(ctx: RunContext) -> dict:
     if "grids" in stages:
         grid = stage_grids.run(ctx, stats)
     elif "export" in stages:
-        grid = stage_grids.load(ctx)
+        grid = stage_grids.load(ctx, stats)
     return stage_export.run(ctx, stats, grid, depth="depth" in stages) if "export" in stages else {}
 
 
@@ -78,19 +80,36 @@ def main(argv: list[str] | None = None) -> int:
         f"output {ctx.out}"
     )
     try:
-        with engine(options.runner, options.beam_args, options.dask_address, options.workers) as beam_args:
-            ctx.beam_args = tuple(beam_args)
-            summary = run_stages(ctx)
+        with ownership.hold(ctx.out):
+            try:
+                with engine(options.runner, options.beam_args, options.dask_address, options.workers) as beam_args:
+                    ctx.beam_args = tuple(beam_args)
+                    summary = run_stages(ctx)
+            except StrictError as e:
+                write_json(ctx.path(REPORT_FILE), ctx.report.to_dict())
+                print(f"error: {e}", file=sys.stderr)
+                return 1
+            write_json(ctx.path(REPORT_FILE), ctx.report.to_dict())
     except RunError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except StrictError as e:
-        write_json(ctx.path(REPORT_FILE), ctx.report.to_dict())
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    write_json(ctx.path(REPORT_FILE), ctx.report.to_dict())
+    except Exception as e:
+        if not out_of_space(e):
+            raise
+        print(f"error: no space left on the device of {ctx.out}: free some and run again "
+              "(finished work is reused)", file=sys.stderr)  # fmt: skip
+        return 2
     print_summary(ctx, summary, time.time() - t0)
     return 0
+
+
+def out_of_space(e: BaseException) -> bool:
+    """ENOSPC anywhere in the exception's chain, or in a message a runner wrapped it in."""
+    while e is not None:
+        if getattr(e, "errno", None) == errno.ENOSPC or "No space left on device" in str(e):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
 
 
 def print_summary(ctx: RunContext, summary: dict, seconds: float) -> None:

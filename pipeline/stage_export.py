@@ -9,8 +9,8 @@ from depth.codec import DEPTH_FORMAT
 from grids.grid import ActionGrid
 from manifests.weights import effective_weights
 from pipeline import __version__
-from pipeline.context import RunContext, RunError, log
-from shards.manifest import FORMAT_VERSION, MANIFEST_FILE, STATISTICS_FILE
+from pipeline.context import RunContext, RunError, StrictError, log
+from shards.manifest import FORMAT_VERSION, MANIFEST_FILE, STATISTICS_FILE, ManifestError, load_manifest, shard_path
 from shards.schema import plan_shards, shard_name, shard_schema
 from sources.rlds import split_names
 from storage import files
@@ -85,9 +85,12 @@ def run(ctx: RunContext, stats: dict, grid: ActionGrid, depth: bool) -> dict:
             opts.seed,
             text_info,
             EPISODES_PER_TASK,
+            {name: ctx.fingerprint(name) for name in ctx.datasets},
         ]
-    )[:16]
+    )[:16]  # over everything that determines the parts' bytes: a part of another run is never reused
     work = ctx.path(".work", "export", run_key)
+    for tmp in files.glob(ctx.path("shards", "*", "*.tmp-*")) + files.glob(files.join(work, "*.tmp-*")):
+        files.remove(tmp)  # left by a killed run (this run holds the output's lock: no other writes them)
     done = {i["task"] for i in read_part_indexes(work)}
     tasks = plan_reads(ctx.datasets, opts.split, opts.max_episodes, EPISODES_PER_TASK)
     todo = [t for t in tasks if task_name(t) not in done]
@@ -139,6 +142,10 @@ def run(ctx: RunContext, stats: dict, grid: ActionGrid, depth: bool) -> dict:
     for index in indexes:
         ctx.report.add_problems(index["problems"])
     log_workers(indexes)
+    if ctx.options.strict and ctx.report.problems:  # e.g. a frame that does not decode: found only now
+        raise StrictError(
+            f"--strict: {len(ctx.report.problems)} problem(s) in the input, first: {ctx.report.first_problem_line()}"
+        )
 
     t1 = time.perf_counter()
     jobs = plan_final_shards(ctx, indexes)
@@ -156,11 +163,12 @@ def run(ctx: RunContext, stats: dict, grid: ActionGrid, depth: bool) -> dict:
     log(
         f"export: episodes encoded in {t1 - t0:.1f}s, {len(shards)} shard(s) assembled in {time.perf_counter() - t1:.1f}s"
     )
-    remove_stale_shards(ctx, {j.path for j in jobs})
-
+    previous = previous_shards(ctx)
     manifest = build_manifest(ctx, stats, grid, shards, depth_info)
     manifest["text_tokenizer"] = text_info
     write_json(ctx.path(MANIFEST_FILE), manifest)
+    for path in previous - {j.path for j in jobs}:  # the previous export's shards this one replaced
+        files.remove(path)
     files.remove(ctx.path(".work"))  # parts are only needed to resume this export
     return {"shards": len(shards), "bytes": sum(s["bytes"] for s in shards)}
 
@@ -202,10 +210,13 @@ def plan_final_shards(ctx: RunContext, parts: list[dict]) -> list:
     return jobs
 
 
-def remove_stale_shards(ctx: RunContext, keep: set[str]) -> None:
-    for path in files.glob(ctx.path("shards", "*", "*.arrow")):
-        if path not in keep:
-            files.remove(path)
+def previous_shards(ctx: RunContext) -> set[str]:
+    """The shards the output's current manifest lists (nothing else under shards/ is ours to remove)."""
+    try:
+        manifest = load_manifest(ctx.out)
+    except ManifestError:
+        return set()
+    return {shard_path(ctx.out, s) for d in manifest["datasets"].values() for s in d["shards"]}
 
 
 def split_label(split_spec: str) -> str:

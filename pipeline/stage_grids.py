@@ -85,13 +85,17 @@ def run(ctx: RunContext, stats: dict) -> ActionGrid:
     return grid
 
 
-def load(ctx: RunContext) -> ActionGrid:
+def load(ctx: RunContext, stats: dict) -> ActionGrid:
     path = ctx.grid_path
     try:
         doc = read_json(path)
     except (OSError, ValueError):
         raise RunError(f"{path} is missing: run the 'grids' stage first") from None
     try:
-        return ActionGrid.from_json(doc, path)
+        grid = ActionGrid.from_json(doc, path)
     except GridFileError as e:
         raise RunError(str(e)) from None
+    fitted_on = grid.provenance.get("statistics_sha256")
+    if fitted_on and fitted_on != sha256_of(stats):
+        raise RunError(f"{path} was fitted on other statistics than this run's: run the 'grids' stage")
+    return grid

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import json
-
 from pipeline.context import RunContext, RunError, StrictError, log
-from sources.rlds import fingerprint
-from storage.jsonio import read_json, write_json
+from sources.episodes import problem
+from storage.jsonio import read_json, sha256_of, write_json
 from transforms.standardize import TRANSFORM_VERSION
 
 
 def cache_key(ctx: RunContext, name: str) -> str:
-    extra = json.dumps(
-        [TRANSFORM_VERSION, ctx.options.split, ctx.options.max_episodes, ctx.configs[name].transform_spec()],
-        sort_keys=True,
-    )
-    return fingerprint(ctx.datasets[name], ctx.options.split, extra)
+    """Everything the statistics of a dataset depend on: its files, the read and the transform."""
+    spec = [TRANSFORM_VERSION, ctx.options.split, ctx.options.max_episodes, ctx.configs[name].transform_spec()]
+    return sha256_of([ctx.fingerprint(name), spec])
+
+
+def cache_path(ctx: RunContext, name: str) -> str:
+    return ctx.path(".cache", "statistics", f"{name}-{cache_key(ctx, name)[:20]}.json")
 
 
 def run(ctx: RunContext) -> dict:
@@ -25,8 +25,7 @@ def run(ctx: RunContext) -> dict:
 
     stats, todo = {}, {}
     for name in ctx.datasets:
-        key = cache_key(ctx, name)
-        cached = ctx.path(".cache", "statistics", f"{name}-{key[:20]}.json")
+        cached = cache_path(ctx, name)
         try:
             entry = read_json(cached)
             stats[name] = entry["statistics"]
@@ -48,7 +47,8 @@ def run(ctx: RunContext) -> dict:
             ctx.path(".work", "stats", "statistics.pkl"),
             key=lambda r: r[0],
         )
-        for name, value, problems in records:
+        for name, value, problems, notes in records:
+            problems = problems + [problem(name, ctx.datasets[name].directory, note, None, 0) for note in notes]
             ctx.report.add_problems(problems)
             if value is not None:
                 stats[name] = value
@@ -82,6 +82,16 @@ def load(ctx: RunContext) -> dict:
     missing = [n for n in ctx.datasets if n not in stats]
     if missing:
         raise RunError(f"{path} has no statistics for dataset '{missing[0]}': run the 'stats' stage")
+    for name in ctx.datasets:  # computed from these very inputs? (the stats stage caches what it computed)
+        try:
+            current = read_json(cache_path(ctx, name))["statistics"] == stats[name]
+        except (OSError, ValueError, KeyError):
+            current = False
+        if not current:
+            raise RunError(
+                f"{path}: the statistics of dataset '{name}' were not computed from its current input and "
+                "settings (the data or --split/--max-episodes changed): run the 'stats' stage"
+            )
     for name in ctx.datasets:
         ctx.report.episodes_read[name] = stats[name]["num_trajectories"]
         ctx.report.steps_read[name] = stats[name]["num_transitions"]

@@ -96,9 +96,12 @@ def standard_episodes(
                     if not np.isfinite(ep.action).all():
                         rows = np.flatnonzero(~np.isfinite(ep.action).all(axis=1))
                         bad = f"non-finite action at step(s) {rows[:5].tolist()}"
-                    elif cfg.instruction and not ep.has_instruction:
-                        # kept, but counted: training with an empty instruction is a choice to see
-                        yield problem(task.dataset, task.shard.path, "missing instruction (kept)", raw.episode_id, 0)
+                    else:
+                        notes = list(ep.notes)
+                        if cfg.instruction and not ep.has_instruction:
+                            notes.append("missing instruction (kept)")  # training without one is a choice to see
+                        for note in notes:  # kept, but counted
+                            yield problem(task.dataset, task.shard.path, note, raw.episode_id, 0)
             if bad:
                 yield problem(task.dataset, task.shard.path, bad, raw.episode_id)
                 continue

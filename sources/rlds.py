@@ -109,9 +109,26 @@ def _walk_features(feature, prefix: str, out: dict, per_step: bool) -> None:
     out[key] = FieldInfo(key, prefix, np_dtype.name, shape, per_step, kind)
 
 
+def _one_line(e: Exception) -> str:
+    return " ".join(str(e).split())
+
+
 def split_names(split_spec: str) -> list[str]:
     """The split names of a TFDS split spec: train[:10%] -> [train], train+val[5:] -> [train, val]."""
     return re.findall(r"(?:^|\+)\s*([\w-]+)", split_spec)
+
+
+def _check_info(info, where: str) -> None:
+    """The parts of dataset_info.json that reading relies on: a one-line RLDSError when malformed."""
+    if not isinstance(info, dict) or not isinstance(info.get("splits", []), list):
+        raise RLDSError(f"{where}: not a TFDS dataset_info (expected an object with a 'splits' list)")
+    for i, split in enumerate(info.get("splits", [])):
+        lengths = split.get("shardLengths", []) if isinstance(split, dict) else None
+        if not isinstance(split, dict) or not isinstance(split.get("name"), str) or not isinstance(lengths, list):
+            raise RLDSError(f"{where}: splits[{i}] needs a 'name' and a 'shardLengths' list")
+        for n in lengths:
+            if not (isinstance(n, int | str) and str(n).isdigit()):
+                raise RLDSError(f"{where}: split '{split['name']}': shard length {n!r} is not a count of episodes")
 
 
 class RLDSDataset:
@@ -127,6 +144,7 @@ class RLDSDataset:
             self.info = json.loads(files.read_text(info_path))
         except json.JSONDecodeError as e:
             raise RLDSError(f"dataset '{self.name}': {info_path}: not valid JSON ({e.msg})") from None
+        _check_info(self.info, f"dataset '{self.name}': {info_path}")
         self._fields: dict[str, FieldInfo] | None = None
 
     # ------------------------------------------------------------ metadata
@@ -178,7 +196,7 @@ class RLDSDataset:
             try:
                 features = tfds.features.FeatureConnector.from_json(json.loads(files.read_text(path)))
             except Exception as e:  # TFDS raises a variety of errors for a bad spec
-                raise RLDSError(f"dataset '{self.name}': {path}: not a TFDS feature spec ({e})") from None
+                raise RLDSError(f"dataset '{self.name}': {path}: not a TFDS feature spec ({_one_line(e)})") from None
             fields: dict[str, FieldInfo] = {}
             _walk_features(features, "", fields, per_step=False)
             self._fields = fields
@@ -193,7 +211,7 @@ class RLDSDataset:
         try:
             instruction = tfds.core.ReadInstruction.from_spec(split_spec)
         except (ValueError, AssertionError) as e:
-            raise RLDSError(f"dataset '{self.name}': bad split '{split_spec}': {e}") from None
+            raise RLDSError(f"dataset '{self.name}': bad split '{split_spec}': {_one_line(e)}") from None
         for name in split_names(split_spec):
             self._split_info(name)  # a one-line "no split" error before TFDS's longer one
         counts = {name: types.SimpleNamespace(num_examples=n) for name, n in self.splits.items()}
@@ -201,11 +219,18 @@ class RLDSDataset:
             absolute = instruction.to_absolute(counts)
         except (ValueError, KeyError, AssertionError) as e:
             raise RLDSError(
-                f"dataset '{self.name}': bad split '{split_spec}': {e} (has: {', '.join(self.splits)})"
+                f"dataset '{self.name}': bad split '{split_spec}': {_one_line(e)} (has: {', '.join(self.splits)})"
             ) from None
-        slices = []
+        slices, taken = [], {}
         for a in absolute:
             lo, hi = a.from_ or 0, a.to if a.to is not None else self.splits[a.splitname]
+            for other_lo, other_hi in taken.get(a.splitname, []):
+                if lo < other_hi and other_lo < hi:  # the same episodes twice would count twice
+                    raise RLDSError(
+                        f"dataset '{self.name}': bad split '{split_spec}': episodes {max(lo, other_lo)}.."
+                        f"{min(hi, other_hi) - 1} of '{a.splitname}' are named twice"
+                    )
+            taken.setdefault(a.splitname, []).append((lo, hi))
             offset = 0
             for path, n in self.shard_files(a.splitname):
                 start, stop = max(lo - offset, 0), min(hi - offset, n)

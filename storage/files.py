@@ -117,6 +117,25 @@ def write_bytes(path: str, data: bytes) -> None:
     rename(tmp, path)
 
 
+def create_new(path: str, data: bytes) -> bool:
+    """Write a file only if none is there: True when this call created it. Atomic on a local file
+    system (O_EXCL); on an object store a check then a write, the best it offers."""
+    if is_url(path):
+        if exists(path):
+            return False
+        write_bytes(path, data)
+        return True
+    path = _local(path)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    return True
+
+
 def temporary_name(path: str) -> str:
     """A sibling name unique to this writer; `rename` it onto `path` when complete."""
     return f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"

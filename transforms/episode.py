@@ -38,6 +38,7 @@ class StandardEpisode:
     image: np.ndarray | None = None  # object [T]: encoded image bytes of the primary camera
     wrist_image: np.ndarray | None = None  # object [T], where the dataset has a wrist camera
     proprio: np.ndarray | None = None  # float32 [T, D], where the dataset has proprio
+    notes: tuple[str, ...] = ()  # what to report about an episode that is kept (e.g. a repaired instruction)
 
     @property
     def num_steps(self) -> int:

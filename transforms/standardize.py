@@ -74,15 +74,26 @@ def _decode_zlib_float32(col: np.ndarray, dims: int, where: str) -> np.ndarray:
         raise EpisodeError(f"{where}: cannot decode zlib float32 state ({e})") from None
 
 
-def _instruction(steps: dict, spec: InstructionSpec | None) -> str:
+def _instruction(steps: dict, spec: InstructionSpec | None) -> tuple[str, tuple[str, ...]]:
+    """(the episode's first non-empty instruction, remarks to report about it)."""
     if not spec or spec.key not in steps:
-        return ""
+        return "", ()
     col = steps[spec.key]
     if spec.encoding == "unicode_codepoints":  # language_table: int32 code points, 0-padded
         texts = ["".join(chr(c) for c in row if c > 0) for row in np.asarray(col).reshape(len(col), -1)]
     else:
         texts = [t.decode("utf-8", "replace") if isinstance(t, bytes) else str(t) for t in col]
-    return next((t.strip() for t in texts if t.strip()), "")
+    text = next((t.strip() for t in texts if t.strip()), "")
+    bad = "\ufffd" in text and any(isinstance(t, bytes) and _not_utf8(t) for t in col)
+    return text, (("instruction is not valid UTF-8 (kept, with U+FFFD for the bad bytes)",) if bad else ())
+
+
+def _not_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
 
 
 def standardize(episode: RawEpisode, cfg: DatasetConfig) -> StandardEpisode:
@@ -136,13 +147,14 @@ def standardize(episode: RawEpisode, cfg: DatasetConfig) -> StandardEpisode:
                 cols.append(_column(steps, p, where))
         proprio = np.concatenate(cols, axis=1).astype(np.float32)
 
-    instruction = _instruction(steps, cfg.instruction)
+    instruction, notes = _instruction(steps, cfg.instruction)
     return StandardEpisode(
         dataset=cfg.name,
         episode_id=episode.episode_id,
         action=action,
         instruction=instruction,
         has_instruction=bool(instruction),
+        notes=notes,
         image=steps.get(cfg.primary_image),
         wrist_image=steps.get(cfg.wrist_image) if cfg.wrist_image else None,
         proprio=proprio,

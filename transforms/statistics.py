@@ -29,6 +29,7 @@ MIN_MAGNITUDE = 2.0**-40  # smaller values share the zero bucket: memory is boun
 _ZERO_BELOW = int(np.array(MIN_MAGNITUDE).view(np.int64)) >> _SHIFT
 FLUSH_ROWS = 1 << 16  # raw rows buffered before they are folded into the moments and histograms
 QUANTILES = (0.01, 0.99)
+OUTLIER_SPREADS = 1000.0  # a value this many q01..q99 spreads outside [q01, q99] is reported
 GRIPPER_MASK = [True] * 6 + [False]
 
 
@@ -147,6 +148,23 @@ class Accumulator:
             out.append(a + (h - lo) * (b - a))
         return np.array(out)
 
+    def outliers(self, spread: float = OUTLIER_SPREADS) -> list[tuple[int, int, float]]:
+        """(dimension, count, most extreme value) of values farther than `spread` times q99 - q01
+        outside [q01, q99], per dimension that has such values (dimensions with q01 == q99 carry
+        no scale and are left out: normalization zeroes them anyway)."""
+        q01, q99 = self.quantile(QUANTILES[0]), self.quantile(QUANTILES[1])
+        out = []
+        for d, h in enumerate(self.hist):
+            width = q99[d] - q01[d]
+            if not width > 0:
+                continue
+            v = bucket_values(h.keys)
+            far = (v < q01[d] - spread * width) | (v > q99[d] + spread * width)
+            if far.any():
+                extreme = self.max[d] if abs(self.max[d] - q99[d]) >= abs(q01[d] - self.min[d]) else self.min[d]
+                out.append((d, int(h.counts[far].sum()), float(extreme)))
+        return out
+
     def extract(self) -> dict:
         self.flush()
         if self.moments.n == 0:
@@ -191,6 +209,14 @@ class DatasetStatistics:
         if self.proprio is not None:
             self.proprio.flush()
         return self
+
+    def outlier_notes(self) -> list[str]:
+        """What to report about absurd magnitudes (kept: the bounds normalization clips them)."""
+        return [
+            f"{n} action value(s) in dimension {d} lie over {OUTLIER_SPREADS:.0f}x the q01..q99 spread outside it "
+            f"(most extreme {x:.6g}): kept, normalization clips them; check the source"
+            for d, n, x in self.action.outliers()
+        ]
 
     def extract(self) -> dict:
         out = {

@@ -134,6 +134,7 @@ dataset_configs:
         ("datasets:\n  bridge_orig: true\n", "weight must be a positive number, got True"),
         ("datasets:\n  brige_orig: 1\n", "unknown dataset 'brige_orig' (did you mean 'bridge_orig'"),
         ("name: x\n", "missing field 'datasets'"),
+        ("datasets: {bridge_orig: 1}\nweights: {}\n", "unknown field(s) ['weights']"),
         ("datasets: [1, 2\n", "not valid YAML"),
         ("datasets: {r: 1}\ndataset_configs:\n  r: {version: 1.0.0}\n", "dataset 'r': missing field 'control_hz'"),
     ],
