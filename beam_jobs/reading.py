@@ -26,10 +26,11 @@ def worker_id() -> str:
 class TaskReaderFn(beam.DoFn):
     """Base of the DoFns that read a task: episodes and problems, datasets opened once per worker."""
 
-    def __init__(self, configs: dict, images: bool = False, proprio: bool = False):
+    def __init__(self, configs: dict, images: bool = False, proprio: bool = False, seed: int = 0):
         self.configs = configs
         self.images = images
         self.proprio = proprio
+        self.seed = seed
 
     def setup(self):
         self._datasets: dict[str, RLDSDataset] = {}
@@ -40,7 +41,7 @@ class TaskReaderFn(beam.DoFn):
             self._datasets[task.dataset] = RLDSDataset(task.directory, task.dataset)
         episodes, problems = [], []
         for item in standard_episodes(task, self.configs[task.dataset], self.images, self.proprio,
-                                      dataset=self._datasets[task.dataset]):  # fmt: skip
+                                      dataset=self._datasets[task.dataset], seed=self.seed):  # fmt: skip
             (problems if is_problem(item) else episodes).append(item)
         return episodes, problems
 

@@ -22,6 +22,7 @@ from beam_jobs.progress import Progress
 from beam_jobs.reading import TaskReaderFn, task_name, worker_id
 from grids.grid import ActionGrid
 from grids.tokenizer import ActionTokenizer
+from manifests.registry import DatasetConfig
 from shards.schema import write_table
 from sources.episodes import ReadTask, problem
 from storage import files
@@ -29,6 +30,7 @@ from storage.jsonio import read_json, write_json
 from transforms.episode import StandardEpisode
 from transforms.frames import FrameError, prepare_frames
 from transforms.normalize import normalize
+from transforms.sampling import sampled
 
 # Episodes per export task: a task is encoded and written as one part (memory: one task's frames).
 EPISODES_PER_TASK = int(os.environ.get("SPATIAL_PIPELINE_TASK_EPISODES", 8))
@@ -74,9 +76,10 @@ class Encoding:
     text_tokenizer: object = None  # a Hugging Face tokenizer (pickled with the DoFn), or None
     action_token_base: int = 0
 
-    def encode(self, tokenizer: ActionTokenizer, ep: StandardEpisode) -> EncodedEpisode:
+    def encode(self, tokenizer: ActionTokenizer, ep: StandardEpisode, cfg: DatasetConfig) -> EncodedEpisode:
         t = ep.num_steps
-        action = normalize(ep.action, self.stats[ep.dataset]["action"], self.normalization).astype(np.float32)
+        stats = self.stats[ep.dataset]["action"]
+        action = normalize(ep.action, stats, self.normalization).astype(np.float32)
         tokens = tokenizer.encode(action).astype(np.int32)
         jpegs, pixels = prepare_frames(ep.image, self.image_size, keep_pixels=self.keep_pixels)  # FrameError
         columns = {
@@ -91,6 +94,10 @@ class Encoding:
             "raw_action": ep.action.astype(np.float32),
             "action_tokens": tokens,
         }
+        if cfg.primary_choices:  # which camera this episode's `image` is
+            columns["camera"] = [ep.camera] * t
+        if cfg.sample_filter:
+            columns["sampled"] = sampled(ep.action, stats, self.normalization, cfg.sample_filter)
         if ep.wrist_image is not None:
             try:
                 columns["wrist_image"] = prepare_frames(ep.wrist_image, self.image_size)[0]
@@ -106,8 +113,8 @@ class Encoding:
 class ReadEncodeFn(TaskReaderFn):
     """ReadTask -> EncodedTask: normalized actions, tokens, images at the export size."""
 
-    def __init__(self, configs: dict, encoding: Encoding, total_episodes: int = 0):
-        super().__init__(configs, images=True)
+    def __init__(self, configs: dict, encoding: Encoding, total_episodes: int = 0, seed: int = 0):
+        super().__init__(configs, images=True, seed=seed)
         self.encoding = encoding
         self.total = total_episodes
 
@@ -121,7 +128,7 @@ class ReadEncodeFn(TaskReaderFn):
         encoded = []
         for ep in episodes:
             try:
-                encoded.append(self.encoding.encode(self.tokenizer, ep))
+                encoded.append(self.encoding.encode(self.tokenizer, ep, self.configs[ep.dataset]))
             except FrameError as e:  # the episode is skipped and counted, the rest of the task goes on
                 problems.append(problem(task.dataset, task.shard.path, f"bad image: {e}", ep.episode_id))
         self.progress.update(len(encoded), sum(e.num_steps for e in encoded))
@@ -166,6 +173,9 @@ class WritePartFn(beam.DoFn):
             "path": path,
             "worker": worker_id(),
             "problems": encoded.problems,
+            "steps_not_sampled": sum(
+                int((~np.asarray(e.columns["sampled"])).sum()) for e in encoded.episodes if "sampled" in e.columns
+            ),
             "episodes": [
                 {"episode_id": e.episode_id, "rows": t.num_rows, "bytes": t.nbytes}
                 for e, t in zip(encoded.episodes, tables)

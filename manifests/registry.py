@@ -15,14 +15,21 @@ from typing import Any
 
 import yaml
 
-from manifests.vocabulary import GRIPPER_CONVENTIONS, INSTRUCTION_ENCODINGS, PROPRIO_ENCODINGS, ROTATION_FORMATS
+from manifests.vocabulary import (
+    ACTION_ENCODINGS,
+    GRIPPER_CONVENTIONS,
+    INSTRUCTION_ENCODINGS,
+    PROPRIO_ENCODINGS,
+    ROTATION_FORMATS,
+    SAMPLE_FILTERS,
+)
 
 REGISTRY_DIR = Path(__file__).resolve().parent
 DATASETS_FILE = REGISTRY_DIR / "datasets.yaml"
 MIXTURES_FILE = REGISTRY_DIR / "mixtures.yaml"
 
 REQUIRED_DATASET_FIELDS = ("version", "control_hz", "images", "image_size", "instruction", "proprio", "action")
-OPTIONAL_DATASET_FIELDS = ("rlds_dirs", "intrinsics", "grid_fit_excluded")
+OPTIONAL_DATASET_FIELDS = ("rlds_dirs", "intrinsics", "grid_fit_excluded", "sample_filter")
 INTRINSICS_FIELDS = ("fx", "fy", "cx", "cy", "width", "height")
 
 
@@ -96,6 +103,11 @@ class ActionSpec:
     gripper: GripperPart
     drop_first_steps: int = 0  # steps removed before anything else
     relabel_from_state: Part | None = None  # movement relabeled from reached states (Bridge)
+    encoding: str = "eef_delta"  # vocabulary.ACTION_ENCODINGS: which dimensions are absolute
+
+    @property
+    def absolute_mask(self) -> list[bool]:
+        return list(ACTION_ENCODINGS[self.encoding]["absolute_mask"])
 
 
 @dataclass(frozen=True)
@@ -112,6 +124,8 @@ class DatasetConfig:
     action: ActionSpec
     intrinsics: Intrinsics
     grid_fit_excluded: bool = False
+    primary_choices: tuple[str, ...] = ()  # several: one per episode, drawn from the run's seed (DROID)
+    sample_filter: str | None = None  # vocabulary.SAMPLE_FILTERS
 
     @property
     def gripper_convention(self) -> str:
@@ -266,13 +280,9 @@ def _action(raw: Any, where: str) -> ActionSpec:
     drop = raw.get("drop_first_steps", 0)
     if drop:
         _number(drop, f"{where}.drop_first_steps", integer=True)
-    return ActionSpec(
-        translation,
-        rotation,
-        gripper,
-        drop,
-        _part(Part, relabel, f"{where}.relabel_from_state") if relabel is not None else None,
-    )
+    encoding = _one_of(raw.get("encoding", "eef_delta"), ACTION_ENCODINGS, f"{where}.encoding")
+    relabel = _part(Part, relabel, f"{where}.relabel_from_state") if relabel is not None else None
+    return ActionSpec(translation, rotation, gripper, drop, relabel, encoding)
 
 
 def _intrinsics(raw: Any, default: dict, where: str) -> Intrinsics:
@@ -317,6 +327,13 @@ def _dataset_config(name: str, entry: Any, default_intrinsics: dict, src: str) -
     images = entry["images"]
     if not isinstance(images, dict) or not images.get("primary"):
         raise RegistryError(f"{where}: images: missing field 'primary'")
+    primary = images["primary"]
+    choices = tuple(primary) if isinstance(primary, list) else ()
+    if not all(isinstance(k, str) and k for k in choices or [primary]):
+        raise RegistryError(f"{where}: images.primary must be a step key or a list of them, got {primary!r}")
+    sample_filter = entry.get("sample_filter")
+    if sample_filter is not None:
+        _one_of(sample_filter, SAMPLE_FILTERS, f"{where}: sample_filter")
     if set(images) - {"primary", "wrist"}:
         raise RegistryError(f"{where}: images: unknown field(s) {sorted(set(images) - {'primary', 'wrist'})}")
     size = entry["image_size"]
@@ -327,7 +344,7 @@ def _dataset_config(name: str, entry: Any, default_intrinsics: dict, src: str) -
         version=str(entry["version"]),
         rlds_dirs=tuple(entry.get("rlds_dirs") or [name]),
         control_hz=float(_number(entry["control_hz"], f"{where}: control_hz")),
-        primary_image=images["primary"],
+        primary_image=choices[0] if choices else primary,
         wrist_image=images.get("wrist"),
         image_size=(size[0], size[1]),
         instruction=instruction,
@@ -335,6 +352,8 @@ def _dataset_config(name: str, entry: Any, default_intrinsics: dict, src: str) -
         action=action,
         intrinsics=_intrinsics(entry.get("intrinsics"), default_intrinsics, f"{where}: intrinsics"),
         grid_fit_excluded=bool(entry.get("grid_fit_excluded", False)),
+        primary_choices=choices if len(choices) > 1 else (),
+        sample_filter=sample_filter,
     )
 
 

@@ -5,15 +5,29 @@ code that implements them all read these, so a name exists in one place.
 from __future__ import annotations
 
 # How a dataset stores its gripper; transforms/gripper.py implements each (a test checks both agree).
+# The formulas are the public OXE transforms' (OpenVLA, Octo, SpatialVLA): only continuous_open and
+# relative binarize; the others keep the stored value (continuous stays continuous).
 GRIPPER_CONVENTIONS = {
-    "continuous_open": "continuous in [0, 1], 1 = open; in-between values take the next decisive one (Bridge)",
-    "absolute_open": "already absolute, 1 = open",
-    "absolute_closed": "absolute, 1 = closed: inverted",
-    "signed_open": "+1 open / -1 closed: clipped to [0, 1]",
-    "signed_closed": "+1 closed / -1 open: clipped to [0, 1], inverted",
-    "relative": "+1 close / -1 open commands, 0 = no change: integrated to absolute",
-    "always_open": "no gripper action stored; the gripper never closes",
-    "always_closed": "no gripper action stored; the gripper holds throughout",
+    "continuous_open": "Bridge's binarize: > 0.95 -> 1, < 0.05 -> 0, in between: the next decisive value, "
+    "after the last one: the last raw value",
+    "absolute_open": "x as stored, 1 = open",
+    "absolute_closed": "1 - x (no clip)",
+    "signed_open": "clip(x, 0, 1) (+1 open / -1 closed)",
+    "signed_closed": "1 - clip(x, 0, 1) (+1 closed / -1 open)",
+    "relative": "+1 close / -1 open commands (|x| <= 0.1: no change) integrated to 0/1",
+    "always_open": "1: no gripper action stored, the gripper never closes",
+    "always_closed": "0: no gripper action stored, the gripper holds throughout",
+}
+
+# How a dataset's action is encoded: which dimensions are absolute (an action chunk past an episode's
+# end repeats them) and which relative (padded with 0, the normalized zero), as the public configs say.
+ACTION_ENCODINGS = {
+    "eef_delta": {"absolute_mask": [False] * 6 + [True], "about": "xyz and rpy deltas, absolute gripper"},
+}
+
+# Rules that keep a step for action chunks but never sample it for training.
+SAMPLE_FILTERS = {
+    "zero_movement": "steps whose six movement dimensions are all within 1e-5 of the normalized zero (DROID)",
 }
 
 ROTATION_FORMATS = {

@@ -104,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed",
         type=int,
         default=0,
-        help="seed of the pipeline's random choices (the grid-metrics sample); same seed: same bytes",
+        help="seed of the pipeline's random choices (DROID's camera per episode, the grid-metrics sample); "
+        "same seed: same bytes",
     )
     p.add_argument("--strict", action="store_true", help="any dropped episode or corrupt input fails the run")
     p.add_argument("--dry-run", action="store_true", help="print the resolved plan as JSON and exit")

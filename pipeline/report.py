@@ -13,6 +13,7 @@ class Report:
     steps_read: Counter = field(default_factory=Counter)
     problems: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # e.g. "depth skipped: ..."
+    not_sampled: Counter = field(default_factory=Counter)  # dataset -> steps kept for chunks, never sampled
 
     def add_problems(self, records) -> None:
         seen = {json.dumps(p, sort_keys=True) for p in self.problems}
@@ -41,6 +42,7 @@ class Report:
                 name: {
                     "episodes_read": self.episodes_read[name],
                     "steps_read": self.steps_read[name],
+                    "steps_not_sampled": self.not_sampled[name],
                     "episodes_lost": by_dataset[name]["episodes_lost"] if name in by_dataset else 0,
                     "problems": dict(sorted(by_dataset[name]["reasons"].items())) if name in by_dataset else {},
                 }

@@ -131,6 +131,9 @@ def print_summary(ctx: RunContext, summary: dict, seconds: float) -> None:
         lines += [f"    {n} x {k}" for k, n in sorted(reasons.items())[:10]]
     else:
         lines.append("  dropped: nothing")
+    for name, n in sorted(r.not_sampled.items()):
+        if n:
+            lines.append(f"  note: {name}: {n} step(s) that do not move are kept for action chunks, never sampled")
     for note in r.notes:
         lines.append(f"  note: {note}")
     print("\n".join(lines))

@@ -100,9 +100,7 @@ def run(ctx: RunContext, stats: dict, grid: ActionGrid, depth: bool) -> dict:
         )
 
     schemas = {
-        name: shard_schema(cfg.wrist_image is not None, depth_info is not None, text is not None)
-        .serialize()
-        .to_pybytes()
+        name: schema_for(cfg, depth_info is not None, text is not None).serialize().to_pybytes()
         for name, cfg in ctx.configs.items()
     }
     total = sum(t.shard.num_episodes for t in todo)
@@ -125,7 +123,7 @@ def run(ctx: RunContext, stats: dict, grid: ActionGrid, depth: bool) -> dict:
             p
             | "Tasks" >> beam.Create(todo)
             | "Spread" >> beam.Reshuffle()
-            | "ReadEncode" >> beam.ParDo(ReadEncodeFn(ctx.configs, encoding, total))
+            | "ReadEncode" >> beam.ParDo(ReadEncodeFn(ctx.configs, encoding, total, opts.seed))
         )
         if depth_info:
             from beam_jobs.depth_step import with_depth
@@ -141,6 +139,7 @@ def run(ctx: RunContext, stats: dict, grid: ActionGrid, depth: bool) -> dict:
     indexes = read_part_indexes(work)
     for index in indexes:
         ctx.report.add_problems(index["problems"])
+        ctx.report.not_sampled[index["dataset"]] += index["steps_not_sampled"]
     log_workers(indexes)
     if ctx.options.strict and ctx.report.problems:  # e.g. a frame that does not decode: found only now
         raise StrictError(
@@ -171,6 +170,10 @@ def run(ctx: RunContext, stats: dict, grid: ActionGrid, depth: bool) -> dict:
         files.remove(path)
     files.remove(ctx.path(".work"))  # parts are only needed to resume this export
     return {"shards": len(shards), "bytes": sum(s["bytes"] for s in shards)}
+
+
+def schema_for(cfg, depth: bool, text: bool):
+    return shard_schema(cfg.wrist_image is not None, depth, text, bool(cfg.primary_choices), bool(cfg.sample_filter))
 
 
 def log_workers(indexes: list[dict]) -> None:
@@ -240,6 +243,11 @@ def build_manifest(ctx: RunContext, stats: dict, grid: ActionGrid, shards: list[
             "num_trajectories": stats[name]["num_trajectories"],
             "has_wrist_image": cfg.wrist_image is not None,
             "control_hz": cfg.control_hz,
+            # action chunks past an episode's end repeat the absolute dimensions, pad the others with 0
+            "absolute_action_mask": cfg.action.absolute_mask,
+            "cameras": list(cfg.primary_choices or [cfg.primary_image]),  # `image` is one of these per episode
+            "sample_filter": cfg.sample_filter,
+            "steps_not_sampled": ctx.report.not_sampled[name],
             # images are resized to size x size, so each axis scales on its own
             "intrinsics": dict(
                 zip(
@@ -260,11 +268,7 @@ def build_manifest(ctx: RunContext, stats: dict, grid: ActionGrid, shards: list[
         }
     text = bool(ctx.options.text_tokenizer)
     schema_names = sorted(
-        {
-            f.name
-            for cfg in ctx.configs.values()
-            for f in shard_schema(cfg.wrist_image is not None, depth_info is not None, text)
-        }
+        {f.name for cfg in ctx.configs.values() for f in schema_for(cfg, depth_info is not None, text)}
     )
     return {
         "format_version": FORMAT_VERSION,

@@ -12,7 +12,13 @@ from storage import files
 COMPRESSION = "zstd"
 
 
-def shard_schema(with_wrist: bool = False, with_depth: bool = False, with_text: bool = False) -> pa.Schema:
+def shard_schema(
+    with_wrist: bool = False,
+    with_depth: bool = False,
+    with_text: bool = False,
+    with_camera: bool = False,
+    with_sampled: bool = False,
+) -> pa.Schema:
     fields = [
         pa.field("dataset", pa.string()),
         pa.field("episode_id", pa.string()),
@@ -22,6 +28,10 @@ def shard_schema(with_wrist: bool = False, with_depth: bool = False, with_text: 
         pa.field("language_instruction", pa.string()),
         pa.field("image", pa.binary()),  # JPEG
     ]
+    if with_camera:
+        fields.append(pa.field("camera", pa.string()))  # which camera `image` is (a dataset with a choice: DROID)
+    if with_sampled:
+        fields.append(pa.field("sampled", pa.bool_()))  # False: in action chunks only, never a training sample
     if with_wrist:
         fields.append(pa.field("wrist_image", pa.binary()))
     fields += [

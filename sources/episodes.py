@@ -72,9 +72,10 @@ def standard_episodes(
     images: bool = False,
     proprio: bool = False,
     dataset: RLDSDataset | None = None,
+    seed: int = 0,
 ) -> Iterator[StandardEpisode | dict]:
     """The standardized episodes of one shard slice, and a problem record for each that is not usable.
-    `dataset`: an opened RLDSDataset to reuse."""
+    `dataset`: an opened RLDSDataset to reuse; `seed`: of the transforms' random choices."""
     ds = dataset or RLDSDataset(task.directory, task.dataset)
     keys = required_keys(cfg, images=images, proprio=proprio)
     done = 0
@@ -89,7 +90,7 @@ def standard_episodes(
                 bad = "empty episode (0 steps)"
             else:
                 try:
-                    ep = standardize(raw, cfg)
+                    ep = standardize(raw, cfg, seed)
                 except EpisodeError as e:
                     bad = str(e)
                 else:

@@ -100,10 +100,11 @@ def _walk_features(feature, prefix: str, out: dict, per_step: bool) -> None:
         return
     kind = _leaf_kind(feature)
     np_dtype = np.dtype(feature.np_dtype) if kind == "tensor" else np.dtype(object)
-    if kind == "tensor" and np_dtype.kind in "SUO":
-        np_dtype = np.dtype(object)
+    encoded = str(getattr(getattr(feature, "_encoding", None), "value", "none")) != "none"
+    if kind == "tensor" and (np_dtype.kind in "SUO" or encoded):
+        np_dtype = np.dtype(object)  # strings, and tensors stored encoded (kuka's zlib state): bytes per step
     shape = tuple(int(d) if d is not None else -1 for d in feature.shape)
-    if kind == "image":
+    if kind == "image" or encoded:
         shape = ()
     key = prefix[len("steps/") :] if per_step and prefix.startswith("steps/") else prefix
     out[key] = FieldInfo(key, prefix, np_dtype.name, shape, per_step, kind)

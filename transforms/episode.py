@@ -36,6 +36,7 @@ class StandardEpisode:
     instruction: str = ""
     has_instruction: bool = True
     image: np.ndarray | None = None  # object [T]: encoded image bytes of the primary camera
+    camera: str = ""  # which step key the primary camera is (datasets with a choice of cameras)
     wrist_image: np.ndarray | None = None  # object [T], where the dataset has a wrist camera
     proprio: np.ndarray | None = None  # float32 [T, D], where the dataset has proprio
     notes: tuple[str, ...] = ()  # what to report about an episode that is kept (e.g. a repaired instruction)

@@ -8,6 +8,7 @@ TRANSFORM_VERSION invalidates cached statistics.
 
 from __future__ import annotations
 
+import hashlib
 import zlib
 
 import numpy as np
@@ -17,7 +18,7 @@ from transforms.episode import RawEpisode, StandardEpisode
 from transforms.gripper import to_absolute_open
 from transforms.rotation import quaternion_to_euler
 
-TRANSFORM_VERSION = "1"
+TRANSFORM_VERSION = "2"  # 2: grippers as the public formulas (continuous kept)
 
 
 class EpisodeError(ValueError):
@@ -38,7 +39,7 @@ def required_keys(
     if instruction and cfg.instruction:
         keys.append(cfg.instruction.key)
     if images:
-        keys.append(cfg.primary_image)
+        keys += list(cfg.primary_choices or [cfg.primary_image])
         if cfg.wrist_image:
             keys.append(cfg.wrist_image)
     if proprio:
@@ -96,8 +97,17 @@ def _not_utf8(data: bytes) -> bool:
     return False
 
 
-def standardize(episode: RawEpisode, cfg: DatasetConfig) -> StandardEpisode:
-    """The 7-D action [T', 7], instruction, images and proprio of one episode."""
+def primary_camera(cfg: DatasetConfig, episode_id: str, seed: int = 0) -> str:
+    """The episode's primary camera: the registry's, or one of its choices drawn from (seed, episode)."""
+    if not cfg.primary_choices:
+        return cfg.primary_image
+    draw = int.from_bytes(hashlib.sha256(f"{seed}:{cfg.name}:{episode_id}".encode()).digest()[:8], "little")
+    return cfg.primary_choices[draw % len(cfg.primary_choices)]
+
+
+def standardize(episode: RawEpisode, cfg: DatasetConfig, seed: int = 0) -> StandardEpisode:
+    """The 7-D action [T', 7], instruction, images and proprio of one episode (`seed`: of the
+    random choices a dataset's transform makes, e.g. DROID's camera)."""
     where = f"dataset '{cfg.name}' episode {episode.episode_id}"
     steps = dict(episode.steps)
     a = cfg.action
@@ -148,6 +158,7 @@ def standardize(episode: RawEpisode, cfg: DatasetConfig) -> StandardEpisode:
         proprio = np.concatenate(cols, axis=1).astype(np.float32)
 
     instruction, notes = _instruction(steps, cfg.instruction)
+    camera = primary_camera(cfg, episode.episode_id, seed)
     return StandardEpisode(
         dataset=cfg.name,
         episode_id=episode.episode_id,
@@ -155,7 +166,8 @@ def standardize(episode: RawEpisode, cfg: DatasetConfig) -> StandardEpisode:
         instruction=instruction,
         has_instruction=bool(instruction),
         notes=notes,
-        image=steps.get(cfg.primary_image),
+        image=steps.get(camera),
+        camera=camera,
         wrist_image=steps.get(cfg.wrist_image) if cfg.wrist_image else None,
         proprio=proprio,
     )

@@ -227,9 +227,40 @@ def test_each_vocabulary_is_implemented_by_the_code_that_reads_it():
     from manifests import vocabulary
     from transforms.gripper import CONVENTIONS
     from transforms.normalize import MODES
+    from transforms.sampling import FILTERS
 
     assert set(CONVENTIONS) == set(vocabulary.GRIPPER_CONVENTIONS)
     assert set(MODES) == set(vocabulary.NORMALIZATIONS)
+    assert set(FILTERS) == set(vocabulary.SAMPLE_FILTERS)
+    for encoding in vocabulary.ACTION_ENCODINGS.values():
+        assert len(encoding["absolute_mask"]) == 7
+
+
+def test_a_camera_choice_and_a_sample_filter_are_checked(tmp_path):
+    from manifests.registry import RegistryError, parse_datasets
+
+    intrinsics = {"fx": 1.0, "fy": 1.0, "cx": 0.0, "cy": 0.0, "width": 2, "height": 2}
+    entry = {
+        "version": "1",
+        "control_hz": 10,
+        "images": {"primary": ["observation/a", "observation/b"]},
+        "image_size": [8, 8],
+        "instruction": {"key": "language_instruction"},
+        "proprio": [],
+        "action": {
+            "translation": {"key": "action", "slice": [0, 3]},
+            "rotation": {"format": "none"},
+            "gripper": {"convention": "always_open"},
+        },
+        "sample_filter": "zero_movement",
+    }
+    cfg = parse_datasets({"datasets": {"r": entry}, "default_intrinsics": intrinsics}, "test")["r"]
+    assert cfg.primary_choices == ("observation/a", "observation/b") and cfg.sample_filter == "zero_movement"
+    with pytest.raises(RegistryError, match="sample_filter"):
+        parse_datasets({"datasets": {"r": {**entry, "sample_filter": "still"}}, "default_intrinsics": intrinsics}, "t")
+    with pytest.raises(RegistryError, match="images.primary must be a step key or a list of them"):
+        bad = {**entry, "images": {"primary": ["observation/a", 3]}}
+        parse_datasets({"datasets": {"r": bad}, "default_intrinsics": intrinsics}, "t")
 
 
 @pytest.mark.parametrize(

@@ -38,13 +38,34 @@ def episode(**steps):
 XYZRPY = {"translation": {"key": "action", "slice": [0, 3]}, "rotation": {"key": "action", "slice": [3, 6]}}
 
 
-def test_relative_gripper_made_absolute():
-    # +1 = close command, -1 = open command, 0 = keep
-    np.testing.assert_array_equal(relative(np.array([0, 0, 1, 0, 0, -1, 0])), [1, 1, 0, 0, 0, 1, 1])
-    # the first command is "open": the gripper was closed before it
-    np.testing.assert_array_equal(relative(np.array([0, -1, 0, 1])), [0, 1, 1, 0])
-    # no command at all: open throughout; small values are within the dead band
-    np.testing.assert_array_equal(relative(np.array([0.0, 0.05, -0.05])), [1, 1, 1])
+# Expected outputs below were produced by running the public OXE functions (rel2abs_gripper_actions,
+# binarize_gripper_actions of OpenVLA/SpatialVLA's data_utils) on the same inputs.
+
+
+@pytest.mark.parametrize(
+    "raw, public",
+    [
+        ([0, 0, 1, 0, 0, -1, 0], [1, 1, 0, 0, 0, 1, 1]),  # +1 close, -1 open, 0 keep
+        ([0, 0, -1, 0, 1], [0, 0, 1, 1, 0]),  # first command "open": closed before it
+        ([0, 0, 0], [1, 1, 1]),  # no command at all: open throughout
+        ([0.1, -0.1, 0.05], [1, 1, 1]),  # +-0.1 exactly is inside the dead band
+        ([1, 1, 0, -1], [0, 0, 0, 1]),
+    ],
+)
+def test_relative_gripper_integrated_as_the_public_rel2abs(raw, public):
+    np.testing.assert_array_equal(relative(np.array(raw, float)), public)
+
+
+@pytest.mark.parametrize(
+    "raw, public",
+    [
+        ([1, 0.5, 0.5, 0, 0, 0.3, 0.6], [1, 0, 0, 0, 0, 0.6, 0.6]),  # trailing in-between run: the last raw value
+        ([0, 0.96, 0.95, 0.05, 0.04, 0.7], [0, 1, 0, 0, 0, 0.7]),  # 0.95 and 0.05 themselves are in between
+        ([0.5, 0.6, 0.7], [0.7, 0.7, 0.7]),  # nothing decisive at all
+    ],
+)
+def test_bridge_gripper_binarized_as_the_public_binarize(raw, public):
+    np.testing.assert_allclose(continuous_open(np.array(raw, float)), public, rtol=0, atol=1e-7)
 
 
 def test_relative_gripper_through_the_registry_spec():
@@ -56,23 +77,18 @@ def test_relative_gripper_through_the_registry_spec():
 
 
 @pytest.mark.parametrize(
-    "convention, raw, expected",
-    [
-        ("absolute_open", [1, 0, 0.7, 0.2], [1, 0, 1, 0]),
-        ("absolute_closed", [1, 0, 0.7, 0.2], [0, 1, 0, 1]),  # inverted
-        ("signed_open", [1, -1, 0.4, -0.3], [1, 0, 0, 0]),  # clipped to [0, 1] then thresholded
-        ("signed_closed", [1, -1, 0.6, -0.3], [0, 1, 0, 1]),  # clipped, inverted
+    "convention, raw, public",
+    [  # the public formulas keep continuous values: nothing is rounded at 0.5
+        ("absolute_open", [1, 0, 0.7, 0.2], [1, 0, 0.7, 0.2]),  # x
+        ("absolute_closed", [1, 0, 0.7, 1.2], [0, 1, 0.3, -0.2]),  # 1 - x, no clip (hydra, dlr_edan, DROID)
+        ("signed_open", [1, -1, 0.4, -0.3], [1, 0, 0.4, 0]),  # clip(x, 0, 1)
+        ("signed_closed", [1, -1, 0.6, -0.3], [0, 1, 0.4, 1]),  # 1 - clip(x, 0, 1)
         ("always_open", [5, 5, 5, 5], [1, 1, 1, 1]),
         ("always_closed", [5, 5, 5, 5], [0, 0, 0, 0]),
     ],
 )
-def test_absolute_and_inverted_conventions(convention, raw, expected):
-    np.testing.assert_array_equal(to_absolute_open(np.array(raw, float), convention), expected)
-
-
-def test_continuous_gripper_binarized_with_the_next_decisive_value():
-    # 0.5 and 0.3 are in between: the gripper is on its way to the next decisive value (0.01: closed)
-    np.testing.assert_array_equal(continuous_open(np.array([1.0, 0.5, 0.3, 0.01, 0.02, 0.6])), [1, 0, 0, 0, 0, 1])
+def test_absolute_and_inverted_conventions_keep_continuous_values(convention, raw, public):
+    np.testing.assert_allclose(to_absolute_open(np.array(raw, float), convention), public, rtol=0, atol=1e-7)
 
 
 def test_no_rotation_gives_zeros_and_planar_translation_is_padded():

@@ -1,0 +1,32 @@
+"""Which steps of an episode are training samples: the registry's sample filters (manifests/vocabulary.py).
+
+A filtered step stays in the shards (the action chunks of the steps before it include it, as in the
+public pipelines, which filter frames after chunking); the shards' `sampled` column marks it False
+and the trainer's readers never yield it as a sample.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from transforms.normalize import normalize
+
+TOLERANCE = 1e-5  # of the normalized action, as the public DROID filter compares
+
+
+def zero_movement(action: np.ndarray, stats: dict, mode: str) -> np.ndarray:
+    """bool [T]: True where a step moves, i.e. not all six movement dimensions of its normalized
+    action lie within 1e-5 of the normalized zero (the gripper is ignored)."""
+    normalized = normalize(action, stats, mode)[:, :6]
+    zero = normalize(np.zeros((1, action.shape[1])), stats, mode)[0, :6]
+    return (np.abs(normalized - zero) > TOLERANCE).any(axis=1)
+
+
+FILTERS = {"zero_movement": zero_movement}
+
+
+def sampled(action: np.ndarray, stats: dict, mode: str, sample_filter: str | None) -> np.ndarray:
+    """bool [T]: which steps are training samples."""
+    if sample_filter is None:
+        return np.ones(len(action), bool)
+    return FILTERS[sample_filter](action, stats, mode)
