@@ -30,3 +30,12 @@ def sampled(action: np.ndarray, stats: dict, mode: str, sample_filter: str | Non
     if sample_filter is None:
         return np.ones(len(action), bool)
     return FILTERS[sample_filter](action, stats, mode)
+
+
+def chunk_sampled(moves: np.ndarray, chunk: int = 1) -> np.ndarray:
+    """bool [T] of one episode: step t is a training sample when any step of its action chunk
+    t..t+chunk-1 moves, as the public pipelines filter chunks; padding past the end never moves."""
+    moves = np.asarray(moves, bool)
+    moved = np.concatenate([[0], np.cumsum(moves)])
+    t = np.arange(len(moves))
+    return moved[np.minimum(t + max(1, chunk), len(moves))] > moved[t]

@@ -127,3 +127,13 @@ def test_fmb_primary_image_is_image_side_1(export):
     for eid, frames in images.items():
         assert frames == prepare_frames(raw[eid]["observation/image_side_1"], SIZE)[0], eid
         assert frames != prepare_frames(raw[eid]["observation/image_side_2"], SIZE)[0], eid
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 4, 9])
+def test_a_step_is_sampled_when_its_chunk_moves(chunk):
+    from transforms.sampling import chunk_sampled
+
+    moves = np.array([0, 0, 1, 0, 0, 0, 1, 0, 0], bool)
+    expected = [bool(moves[t : t + chunk].any()) for t in range(len(moves))]  # slices stop at the end
+    np.testing.assert_array_equal(chunk_sampled(moves, chunk), expected)
+    assert chunk_sampled(np.zeros(0, bool), chunk).shape == (0,)
