@@ -22,8 +22,18 @@ Mechanics. All sampling and shuffling happens on row indices; rows are fetched f
 batches read on demand from memory-mapped shards (a small LRU bounded by the shuffle buffer),
 so memory is bounded by the buffer, not the data. A resumed reader replays only the index
 stream, which is cheap, fetches what its buffer held in file order, and continues exactly where
-it stopped. `skip_unlabeled=True` (episodes without any instruction are never drawn) makes the
-index stream read two small columns of each shard it visits.
+it stopped. The index stream reads three small columns of each shard it visits (`is_last`,
+`language_instruction`, `dataset`; and `sampled` where the dataset has a sample filter).
+
+Samples. Steps a dataset's sample filter marks `sampled == False` (DROID's still steps) are never
+yielded, but serve as context: a step is drawn when any step of its action chunk moves
+(transforms.sampling.chunk_sampled, the public chunk filter). `skip_unlabeled=True`: episodes
+without any instruction are never drawn.
+
+Trust. Every shard is checked as it is first opened: its rows, columns and `dataset` column against
+the manifest (a valid shard of another dataset swapped in is refused); at construction every shard
+must exist with the manifest's size, and `verify=True` (the default) also checks each one's sha256,
+which reads every byte once: `verify=False` skips only that.
 """
 
 from __future__ import annotations
@@ -36,14 +46,16 @@ import pyarrow as pa
 import torch
 
 from manifests.weights import effective_weights
-from shards.manifest import ManifestError, export_dir, load_manifest, shard_path, verify_manifest
+from shards.manifest import ManifestError, export_dir, shard_path, verify_manifest
 from shards.schema import open_ipc
 from transforms.frames import decode
+from transforms.sampling import chunk_sampled
 
 ACTION_DIM = 7
 DEFAULT_ABSOLUTE_ACTION_MASK = [False] * 6 + [True]  # xyz, rpy deltas relative; the gripper absolute
 DISJOINT_BLOCK_ROWS = 1024  # a slot's part is visited in blocks of this many rows, in a random order each pass
 MODES = ("stream", "epoch", "disjoint")
+REQUIRED_COLUMNS = {"dataset", "episode_id", "step", "is_first", "is_last", "language_instruction", "image", "action"}
 
 
 @dataclass(frozen=True)
@@ -55,15 +67,16 @@ class Shard:
 
 @dataclass(frozen=True)
 class Episodes:
-    """Per row of a shard: where its episode starts and ends (exclusive), and whether the episode has
-    any instruction."""
+    """Per row of a shard: where its episode starts and ends (exclusive), whether the episode has
+    any instruction, and whether the step moves (False only where a sample filter marked it)."""
 
     starts: np.ndarray
     ends: np.ndarray
     labeled: np.ndarray
+    moves: np.ndarray
 
 
-def episodes_of(is_last: np.ndarray, instructions: list[str | None]) -> Episodes:
+def episodes_of(is_last: np.ndarray, instructions: list[str | None], moves: np.ndarray | None = None) -> Episodes:
     """Episode bounds from `is_last`, and which episodes have at least one non-empty instruction."""
     n = len(is_last)
     ends_at = np.flatnonzero(is_last) + 1
@@ -73,7 +86,8 @@ def episodes_of(is_last: np.ndarray, instructions: list[str | None]) -> Episodes
     lengths = ends_at - first
     has_text = np.fromiter((bool(t) for t in instructions), bool, count=n)
     labeled = np.logical_or.reduceat(has_text, first) if n else np.zeros(0, bool)
-    return Episodes(np.repeat(first, lengths), np.repeat(ends_at, lengths), np.repeat(labeled, lengths))
+    moves = np.ones(n, bool) if moves is None else np.asarray(moves, bool)
+    return Episodes(np.repeat(first, lengths), np.repeat(ends_at, lengths), np.repeat(labeled, lengths), moves)
 
 
 def absolute_action_masks(manifest: dict) -> dict[str, np.ndarray]:
@@ -170,7 +184,7 @@ class MixtureDataset(torch.utils.data.IterableDataset):
         seed: int = 0,
         chunk: int | None = None,
         decode_images: bool = False,
-        verify: bool = False,
+        verify: bool = True,
         rank: int | None = None,
         world_size: int | None = None,
         obs_window: int = 1,
@@ -184,7 +198,7 @@ class MixtureDataset(torch.utils.data.IterableDataset):
         if obs_window < 1 or obs_delta < 1:
             raise ValueError(f"obs_window and obs_delta must be >= 1, got {obs_window} and {obs_delta}")
         out_dir = export_dir(out_dir)
-        self.manifest = verify_manifest(out_dir, check_hashes=True) if verify else load_manifest(out_dir)
+        self.manifest = verify_manifest(out_dir, check_hashes=verify)  # sizes always, sha256 unless verify=False
         self.out_dir, self.mode, self.seed = out_dir, mode, seed
         self.buffer, self.chunk, self.decode_images = max(1, shuffle_buffer), chunk, decode_images
         self.obs_window, self.obs_delta, self.skip_unlabeled = obs_window, obs_delta, skip_unlabeled
@@ -206,6 +220,7 @@ class MixtureDataset(torch.utils.data.IterableDataset):
         self.rank, self.world_size = rank or 0, world_size or 1
         self.epoch, self.consumed = 0, 0
         self._episodes: dict[str, Episodes] = {}
+        self._drawable: dict[str, np.ndarray] = {}
 
     # ------------------------------------------------------------ resumable state
 
@@ -278,9 +293,7 @@ class MixtureDataset(torch.utils.data.IterableDataset):
             drawn = False
             for i in rng.permutation(len(parts)):
                 shard, lo, hi = parts[i]
-                rows = range(lo, hi)
-                if self.skip_unlabeled:
-                    rows = (np.flatnonzero(self._episodes_of(shard).labeled[lo:hi]) + lo).tolist()
+                rows = (np.flatnonzero(self._drawable_rows(shard)[lo:hi]) + lo).tolist()
                 for row in rows:
                     drawn = True
                     yield shard, row
@@ -290,17 +303,46 @@ class MixtureDataset(torch.utils.data.IterableDataset):
     # ------------------------------------------------------------ rows
 
     def _episodes_of(self, shard: Shard) -> Episodes:
+        """A shard's episodes, read (small columns only) and checked against the manifest once."""
         if shard.path not in self._episodes:
-            table = open_ipc(shard.path, columns=["is_last", "language_instruction"]).read_all()  # 2 small columns
+            names = open_ipc(shard.path).schema.names
+            missing = sorted(REQUIRED_COLUMNS - set(names))
+            unknown = sorted(set(names) - set(self.manifest.get("columns") or names))
+            if missing or unknown:
+                raise ManifestError(
+                    f"shard {shard.path} of dataset '{shard.dataset}': "
+                    + (f"no column(s) {missing}" if missing else f"column(s) {unknown} the manifest does not list")
+                )
+            small = ["is_last", "language_instruction", "dataset"] + (["sampled"] if "sampled" in names else [])
+            table = open_ipc(shard.path, columns=small).read_all()
+            if table.num_rows != shard.num_rows:
+                raise ManifestError(
+                    f"shard {shard.path} of dataset '{shard.dataset}': {table.num_rows} rows, the manifest says "
+                    f"{shard.num_rows}"
+                )
+            others = set(table.column("dataset").unique().to_pylist()) - {shard.dataset}
+            if others:
+                raise ManifestError(
+                    f"shard {shard.path}: rows of dataset(s) {sorted(others)}, the manifest lists it under "
+                    f"'{shard.dataset}'"
+                )
             is_last = table.column("is_last").to_numpy(zero_copy_only=False)
-            self._episodes[shard.path] = episodes_of(is_last, table.column("language_instruction").to_pylist())
+            moves = table.column("sampled").to_numpy(zero_copy_only=False) if "sampled" in names else None
+            self._episodes[shard.path] = episodes_of(is_last, table.column("language_instruction").to_pylist(), moves)
         return self._episodes[shard.path]
 
+    def _drawable_rows(self, shard: Shard) -> np.ndarray:
+        """bool per row of a shard: may it be yielded (instruction where asked, a chunk that moves)."""
+        if shard.path not in self._drawable:
+            ep = self._episodes_of(shard)
+            ok = chunk_sampled(ep.moves, self.chunk or 1, ep.ends)
+            self._drawable[shard.path] = ok & ep.labeled if self.skip_unlabeled else ok
+        return self._drawable[shard.path]
+
     def _row(self, batches: _Batches, shard: Shard, row: int) -> dict:
+        episodes = self._episodes_of(shard)  # checks the shard the first time
         cols, i = batches.locate(shard.path, row)
         step = {k: v[i] for k, v in cols.items()}
-        if self.chunk or self.obs_window > 1:
-            episodes = self._episodes_of(shard)
         if self.chunk:
             end = int(episodes.ends[row])
             wanted = np.arange(row, row + self.chunk)

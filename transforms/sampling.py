@@ -32,10 +32,12 @@ def sampled(action: np.ndarray, stats: dict, mode: str, sample_filter: str | Non
     return FILTERS[sample_filter](action, stats, mode)
 
 
-def chunk_sampled(moves: np.ndarray, chunk: int = 1) -> np.ndarray:
-    """bool [T] of one episode: step t is a training sample when any step of its action chunk
-    t..t+chunk-1 moves, as the public pipelines filter chunks; padding past the end never moves."""
+def chunk_sampled(moves: np.ndarray, chunk: int = 1, ends: np.ndarray | None = None) -> np.ndarray:
+    """bool [T]: step t is a training sample when any step of its action chunk t..t+chunk-1 moves,
+    as the public pipelines filter chunks; padding past the end never moves. `ends` [T]: where each
+    step's episode ends (exclusive), for several episodes in a row; default: one episode."""
     moves = np.asarray(moves, bool)
     moved = np.concatenate([[0], np.cumsum(moves)])
     t = np.arange(len(moves))
-    return moved[np.minimum(t + max(1, chunk), len(moves))] > moved[t]
+    end = len(moves) if ends is None else np.asarray(ends)
+    return moved[np.minimum(t + max(1, chunk), end)] > moved[t]

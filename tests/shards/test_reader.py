@@ -199,3 +199,70 @@ def test_verify_refuses_changed_or_missing_shards(export, tmp_path):
     shard.unlink()
     with pytest.raises(ManifestError, match=r"shard shards/b/train-00001-of-00002.arrow of dataset 'b' is missing"):
         MixtureDataset(str(copy), verify=True)
+
+
+def rewrite_shard(out, dataset, index, table, rows=False):
+    """Replace a shard's contents and make the manifest agree on its size and hash (a manifest that
+    was written wrongly, or files swapped and the sizes patched): only the cheap checks can tell."""
+    manifest = json.loads((out / "manifest.json").read_text())
+    entry = manifest["datasets"][dataset]["shards"][index]
+    path = out / entry["path"]
+    with open(path, "wb") as f:
+        write_table(f, table, rows_per_batch=4)
+    entry.update(bytes=path.stat().st_size, sha256=sha256_file(str(path)))
+    if rows:
+        entry["num_rows"] = table.num_rows
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    return manifest
+
+
+def read_shard(out, dataset, index):
+    manifest = json.loads((out / "manifest.json").read_text())
+    with pa.memory_map(str(out / manifest["datasets"][dataset]["shards"][index]["path"])) as src:
+        return pa.ipc.open_file(src).read_all()
+
+
+def test_a_shard_of_another_dataset_or_row_count_is_refused_without_hashing(export, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(export, copy)
+    rewrite_shard(copy, "a", 0, read_shard(copy, "c", 0), rows=True)  # c's valid shard where a's should be
+    ds = MixtureDataset(str(copy), mode="epoch", verify=False)
+    with pytest.raises(ManifestError, match=r"train-00000-of-00002.arrow: rows of dataset\(s\) \['c'\], the manifest"):
+        list(ds)
+    table = read_shard(export, "a", 0)
+    rewrite_shard(copy, "a", 0, table.slice(0, table.num_rows - 3))
+    with pytest.raises(ManifestError, match=rf"of dataset 'a': {table.num_rows - 3} rows, the manifest says"):
+        list(MixtureDataset(str(copy), mode="epoch", verify=False))
+    rewrite_shard(copy, "a", 0, table.drop_columns(["image"]))
+    with pytest.raises(ManifestError, match=r"of dataset 'a': no column\(s\) \['image'\]"):
+        list(MixtureDataset(str(copy), mode="epoch", verify=False))
+    # the default verifies hashes too: the same swap with a stale hash fails at construction
+    rewrite_shard(copy, "a", 0, table)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["datasets"]["a"]["shards"][0]["sha256"] = "0" * 64
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ManifestError, match="sha256 does not match"):
+        MixtureDataset(str(copy))
+
+
+@pytest.mark.parametrize("chunk", [None, 3])
+def test_steps_a_sample_filter_marks_are_never_drawn_unless_their_chunk_moves(export, tmp_path, chunk):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(export, copy)
+    table = read_shard(export, "b", 0)  # b's first shard: one episode of 10 steps
+    steps = table.column("step").to_numpy()
+    moves = np.isin(steps, [2, 3, 7])  # everything else stands still
+    rewrite_shard(copy, "b", 0, table.append_column("sampled", pa.array(moves)))
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["columns"] = sorted(set(shard_schema().names) | {"sampled"})
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    ds = MixtureDataset(str(copy), mode="epoch", chunk=chunk, seed=0)
+    drawn = sorted(int(s["step"]) for s in ds if s["dataset"] == "b" and s["episode_id"].startswith("b-0#"))
+    k = chunk or 1
+    expected = [t for t in range(10) if moves[t : t + k].any()]  # chunks stop at the episode's end
+    assert drawn == expected
+    assert drawn == ([2, 3, 7] if chunk is None else [0, 1, 2, 3, 5, 6, 7])
