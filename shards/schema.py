@@ -5,11 +5,14 @@ Imported by trainers: no Beam, no TensorFlow. Writers hand in a file object (sto
 
 from __future__ import annotations
 
+import json
+
 import pyarrow as pa
 
 from storage import files
 
 COMPRESSION = "zstd"
+IMAGE_COLUMNS = ("image", "wrist_image", "depth")  # encoded images (JPEG; depth: 16-bit PNG)
 
 
 def shard_schema(
@@ -64,10 +67,29 @@ def plan_shards(episode_bytes: list[int], target_bytes: int) -> list[tuple[int, 
     return groups
 
 
+def hf_feature(name: str, type_: pa.DataType) -> dict:
+    """A column's Hugging Face `datasets` feature, as its Features.to_dict() writes it."""
+    if name in IMAGE_COLUMNS:
+        return {"_type": "Image"}  # stored as bytes: datasets decodes them to PIL images
+    if pa.types.is_fixed_size_list(type_) or pa.types.is_list(type_):
+        length = {"length": type_.list_size} if pa.types.is_fixed_size_list(type_) else {}
+        return {"feature": hf_feature("", type_.value_type), **length, "_type": "Sequence"}
+    return {"dtype": {"float": "float32", "double": "float64"}.get(str(type_), str(type_)), "_type": "Value"}
+
+
+def hf_metadata(schema: pa.Schema) -> str:
+    """The schema metadata `datasets` reads its features from (load_dataset("arrow", ...))."""
+    features = {f.name: hf_feature(f.name, f.type) for f in schema}
+    return json.dumps({"info": {"features": features}})  # in the columns' order
+
+
 def write_table(f, table: pa.Table, rows_per_batch: int = 1024) -> None:
     """An Arrow IPC file, zstd-compressed, in record batches of a fixed size (same bytes every time)."""
     options = pa.ipc.IpcWriteOptions(compression=COMPRESSION)
-    table = table.replace_schema_metadata({"rows_per_batch": str(rows_per_batch)})  # readers locate rows with it
+    # rows_per_batch: readers locate rows with it; huggingface: Hugging Face datasets' features
+    table = table.replace_schema_metadata(
+        {"rows_per_batch": str(rows_per_batch), "huggingface": hf_metadata(table.schema)}
+    )
     with pa.ipc.new_file(f, table.schema, options=options) as w:
         w.write_table(table.combine_chunks(), max_chunksize=rows_per_batch)
 

@@ -266,3 +266,26 @@ def test_steps_a_sample_filter_marks_are_never_drawn_unless_their_chunk_moves(ex
     expected = [t for t in range(10) if moves[t : t + k].any()]  # chunks stop at the episode's end
     assert drawn == expected
     assert drawn == ([2, 3, 7] if chunk is None else [0, 1, 2, 3, 5, 6, 7])
+
+
+def test_hugging_face_datasets_reads_an_export_with_images_as_images(export, tmp_path):
+    import datasets
+
+    from shards.huggingface import load_export
+
+    ds = load_export(str(export), "b", cache_dir=str(tmp_path / "hf"))
+    assert isinstance(ds.features["image"], datasets.Image)
+    assert ds.features["action"] == datasets.List(datasets.Value("float32"), length=7)
+    manifest = json.loads((export / "manifest.json").read_text())
+    tables = [read_shard(export, "b", i) for i in range(len(manifest["datasets"]["b"]["shards"]))]
+    table = pa.concat_tables(tables)
+    assert len(ds) == table.num_rows == manifest["datasets"]["b"]["num_transitions"]
+    for i in (0, 7, len(ds) - 1):
+        row = ds[i]
+        assert isinstance(row["image"], Image.Image)
+        expected = np.asarray(Image.open(io.BytesIO(table.column("image")[i].as_py())).convert("RGB"))
+        np.testing.assert_array_equal(np.asarray(row["image"]), expected)
+        np.testing.assert_array_equal(np.float32(row["action"]), np.float32(table.column("action")[i].as_py()))
+        assert row["episode_id"] == table.column("episode_id")[i].as_py()
+    with pytest.raises(pa.ArrowInvalid):  # IPC files, not streams: the reason load_export exists
+        datasets.Dataset.from_file(str(export / manifest["datasets"]["b"]["shards"][0]["path"]))
