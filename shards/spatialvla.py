@@ -9,21 +9,23 @@ tf.data, TFRecord parsing or TensorFlow in the training process.
     --data_mix bridge                 # the mixture it was exported with (checked)
 
 As theirs: `ds_stats_pc` (their statistics layout, keyed "<dataset>/<version>", also written once as
-OUTPUT_DIR/ds_stats.json), `vla_processor` set after construction, `len()` from the primary datasets,
-items packed from `processor(text=instruction.lower(), images=[PIL frames], suffix_actions=chunk, ...)`,
-train-time augmentation in their order and parameters (shards.augment), episodes without any
-instruction skipped, observation window and action chunk, chunks padded past an episode's end as
-their chunking does (shards.reader.pad_chunk).
+OUTPUT_DIR/ds_stats.json), `vla_processor` set after construction, `len()` from the primary datasets
+(per rank with use_raw_dataloader), items packed from `processor(text=instruction.lower(),
+images=[PIL frames], suffix_actions=chunk, ...)`, train-time augmentation in their order and
+parameters (shards.augment), episodes without any instruction skipped, observation window and action
+chunk, chunks padded past an episode's end as their chunking does (shards.reader.pad_chunk).
 
 Beyond theirs: the mixture's weights exactly as exported; every dataset's own intrinsics (the
-manifest's, at the exported size) handed to the processor through `unnorm_key`; (rank, worker)
-streams that never share a step; augmentation drawn per (seed, rank, worker, sample); exact resume
-from the trainer's step count (`resume_from_checkpoint`); epochs that continue the stream.
+manifest's) handed to the processor through `unnorm_key` (theirs always takes "default"); (rank,
+worker) streams that never share a step; augmentation drawn per (seed, rank, worker, sample); epochs
+that continue the stream (theirs replays it); steps a sample filter excludes never drawn (shards.reader);
+exact resume from the trainer's checkpoint (`resume_from_checkpoint`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
 import multiprocessing
 
@@ -31,17 +33,16 @@ import numpy as np
 import torch
 from PIL import Image
 
-from manifests.weights import effective_weights
 from shards.augment import augment, draw_params
 from shards.manifest import STATISTICS_FILE, ManifestError, export_dir, load_manifest
 from shards.reader import MixtureDataset
 from storage import files
 from storage.jsonio import read_json, sha256_of, write_json
-from transforms.frames import decode
 
 IMAGE_SIZE = 224  # their dataset's image_size (their build_datasets never passes another)
 SHUFFLE_SEED = 3407  # theirs shuffles with 3407 x rank; here (rank, worker) key the streams
 STATS_FILE = "ds_stats.json"
+TRAINER_STATE = "trainer_state.json"  # transformers' checkpoint state
 STAT_KEYS = ("mean", "std", "max", "min", "q01", "q99")
 COLUMNS = ["dataset", "episode_id", "step", "language_instruction", "image", "action", "action_tokens"]
 
@@ -51,16 +52,17 @@ DATA_ARGS = {
     "data_root_dir": "the export directory or its manifest.json",
     "data_mix": "checked against the exported mixture (or its one dataset)",
     "max_seq_length": "the processor's max_length",
-    "shuffle_buffer_size": "the shuffle buffer, in steps",
+    "shuffle_buffer_size": "the shuffle buffer of each DataLoader worker, in steps",
     "tsfm_thread_muti": "tf.data threads: none here; must be 1 (use --dataloader_num_workers)",
     "read_thread_muti": "tf.data threads: none here; must be 1 (use --dataloader_num_workers)",
     "obs_backward_steps": "frames before the current one in the observation window",
     "obs_backward_delta": "steps between those frames",
     "action_forward_steps": "actions after the current one in the action chunk",
-    "fix_raw_length": "overrides the dataset length when set",
-    "use_raw_dataloader": "len() is per rank when True, as theirs",
-    "intrinsic_config_path": "read by spatialvla_pretrain.py itself, not by the dataset",
-    "normalized_statistic_path": "read by spatialvla_pretrain.py itself, not by the dataset",
+    "fix_raw_length": "the dataset length when set (0 or None: from the data)",
+    "use_raw_dataloader": "True: each rank reads its own part, len() per rank; False: accelerate's loader "
+    "(rank 0 reads the whole stream and dispatches it), len() of the whole stream",
+    "intrinsic_config_path": "read by spatialvla_pretrain.py itself; the export's intrinsics are added to it",
+    "normalized_statistic_path": "read by spatialvla_pretrain.py itself (the gs_params of OUT/grids/<mixture>.json)",
 }
 
 
@@ -79,15 +81,13 @@ def dataset_options(data_args) -> dict:
     )
     unknown = sorted(set(fields) - set(DATA_ARGS))
     if unknown:
-        raise ValueError(
-            f"data_args.{unknown[0]}: not a DataTrainingArguments field this loader knows; it would be ignored"
-        )
+        raise ValueError(f"data_args.{unknown[0]}: not a field of SpatialVLA's DataTrainingArguments; it would be ignored")
     for name in ("tsfm_thread_muti", "read_thread_muti"):
         if fields.get(name, 1) not in (None, 1):
             raise ValueError(f"data_args.{name}={fields[name]!r}: {DATA_ARGS[name]}")
 
     def integer(name, default, minimum):
-        value = fields.get(name, default)
+        value = fields.get(name)
         value = default if value is None else value
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise ValueError(f"data_args.{name}={value!r}: must be an integer >= {minimum}")
@@ -95,6 +95,9 @@ def dataset_options(data_args) -> dict:
 
     if not fields.get("data_root_dir"):
         raise ValueError("data_args.data_root_dir: not set (the export directory or its manifest.json)")
+    raw = fields.get("use_raw_dataloader", True)
+    if not isinstance(raw, bool):
+        raise ValueError(f"data_args.use_raw_dataloader={raw!r}: must be True or False")
     return {
         "export": str(fields["data_root_dir"]),
         "data_mix": fields.get("data_mix"),
@@ -104,7 +107,7 @@ def dataset_options(data_args) -> dict:
         "obs_backward_delta": integer("obs_backward_delta", 1, 1),
         "action_forward_steps": integer("action_forward_steps", 0, 0),
         "fix_raw_length": integer("fix_raw_length", 0, 0) or None,
-        "use_raw_dataloader": bool(fields.get("use_raw_dataloader", True)),
+        "use_raw_dataloader": raw,
     }
 
 
@@ -136,8 +139,7 @@ def spatialvla_statistics(stats: dict, manifest: dict, where: str) -> dict:
         missing = [k for k in STAT_KEYS if k not in action]
         if entry is None or missing:
             raise ManifestError(f"{where}: no action statistics {missing or list(STAT_KEYS)} for dataset '{name}'")
-        dims = len(action["mean"])
-        zeros = {k: [0.0] * dims for k in STAT_KEYS}  # theirs: proprio is not loaded, its statistics are zeros
+        zeros = {k: [0.0] * len(action["mean"]) for k in STAT_KEYS}  # theirs loads no proprio: zeros
         out[unnorm_key(name, manifest)] = {
             "action": {k: list(action[k]) for k in (*STAT_KEYS, "mask") if k in action},
             "proprio": {k: list(v) for k, v in (entry.get("proprio") or zeros).items()},
@@ -181,11 +183,17 @@ def register_intrinsics(processor, intrinsic_config: dict) -> None:
 
 
 def expected_length(weights: dict, transitions: dict) -> int:
-    """Their dataset length: steps until every primary dataset (weight 1.0) has been seen once at the
-    balanced weights, times the number of datasets; with no primary dataset, over all of them."""
-    balanced = effective_weights(weights, transitions)
-    primary = [n for n, w in weights.items() if w == 1.0 and balanced[n] > 0] or [n for n in weights if balanced[n] > 0]
-    return int(max(transitions[n] / balanced[n] for n in primary)) * len(weights)
+    """Their dataset length (data/rlds.py dataset_statistics, times the number of datasets): steps until
+    every primary dataset (weight 1.0) is seen once at the balanced weights; computed as theirs is, so
+    that float rounding agrees. With no primary dataset (theirs fails), over all datasets."""
+    names = list(weights)
+    sizes = np.array([transitions[n] for n in names], dtype=np.float64)
+    given = np.array([weights[n] for n in names], dtype=np.float64)
+    balanced = given * sizes
+    balanced = balanced / np.sum(balanced)
+    primary = (given == 1.0) & (balanced > 0)
+    primary = primary if primary.any() else balanced > 0
+    return int((sizes / np.where(balanced > 0, balanced, 1))[primary].max()) * len(names)
 
 
 def worker_share(total: int, workers: int, worker: int) -> int:
@@ -208,6 +216,12 @@ def consumed_by_worker(batches: int, shares: list[int], batch_size: int) -> list
     return [min(t * batch_size, s) for t, s in zip(taken, shares)]
 
 
+def decode_frame(data: bytes) -> Image.Image:
+    """An exported JPEG as an RGB PIL image (straight to PIL: no numpy round trip)."""
+    with Image.open(io.BytesIO(data)) as im:
+        return im.convert("RGB")
+
+
 # ------------------------------------------------------------ the dataset
 
 
@@ -215,7 +229,7 @@ class SpatialVLADataset(torch.utils.data.IterableDataset):
     def __init__(
         self,
         export: str,
-        output_dir: str,
+        output_dir: str | None,
         data_mix: str | None,
         max_length: int = 2048,
         shuffle_buffer_size: int = 8192,
@@ -230,6 +244,7 @@ class SpatialVLADataset(torch.utils.data.IterableDataset):
         rank: int | None = None,
         world_size: int | None = None,
         image_size: int = IMAGE_SIZE,
+        verify: bool = True,
     ):
         super().__init__()
         out = export_dir(export)
@@ -253,6 +268,12 @@ class SpatialVLADataset(torch.utils.data.IterableDataset):
         self.intrinsic_config = {
             self.keys[n]: intrinsic_entry(n, d.get("intrinsics")) for n, d in manifest["datasets"].items()
         }
+        if rank is None and torch.distributed.is_available() and torch.distributed.is_initialized():
+            rank, world_size = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        self.ranks = world_size or 1
+        # accelerate's loader (use_raw_dataloader=False) reads on rank 0 only and dispatches the batches:
+        # every rank then presents the whole stream, as one reader would
+        reader_rank, reader_ranks = (rank or 0, self.ranks) if use_raw_dataloader else (0, 1)
         self.mixture = MixtureDataset(
             out,
             mode="disjoint",
@@ -263,10 +284,11 @@ class SpatialVLADataset(torch.utils.data.IterableDataset):
             obs_delta=obs_backward_delta,
             skip_unlabeled=True,
             columns=COLUMNS,
-            rank=rank,
-            world_size=world_size,
+            rank=reader_rank,
+            world_size=reader_ranks,
+            verify=verify,
         )
-        self.rank, self.world_size, self.seed = self.mixture.rank, self.mixture.world_size, seed
+        self.rank, self.seed = reader_rank, seed
         transitions = {n: d["num_transitions"] for n, d in manifest["datasets"].items()}
         self.raw_length = fix_raw_length or expected_length(manifest["weights"], transitions)
         self.max_length, self.use_raw_dataloader = max_length, use_raw_dataloader
@@ -288,29 +310,38 @@ class SpatialVLADataset(torch.utils.data.IterableDataset):
             register_intrinsics(processor, self.intrinsic_config)
 
     def __len__(self) -> int:
-        return self.raw_length // self.world_size if self.use_raw_dataloader else self.raw_length
+        return self.raw_length // self.ranks if self.use_raw_dataloader else self.raw_length
 
     # ------------------------------------------------------------ resume
 
-    def resume_from_step(
-        self, global_step: int, per_device_train_batch_size: int, gradient_accumulation_steps: int = 1
-    ):
-        """Continue where a run stopped after `global_step` optimizer steps, for a trainer with these batch
-        settings and the same world size and DataLoader workers that re-iterates the loader from scratch
-        (transformers' Trainer with --ignore_data_skip True, as SpatialVLA's scripts run it)."""
-        batches_per_epoch = math.ceil(len(self) / per_device_train_batch_size)  # torch's len(DataLoader)
-        steps_per_epoch = math.ceil(batches_per_epoch / gradient_accumulation_steps)
-        epoch, step = divmod(global_step, steps_per_epoch)
-        self._base_epoch = epoch
-        self._resume = (step * gradient_accumulation_steps, per_device_train_batch_size)
+    def resume(self, epoch: int, batches: int, batch_size: int) -> None:
+        """Continue after this rank's DataLoader gave `batches` batches of `batch_size` in epoch `epoch`
+        (0-based), with the same world size and DataLoader workers as the run that stopped, for a trainer
+        that re-iterates the loader from scratch (transformers' Trainer with --ignore_data_skip True, as
+        SpatialVLA's scripts run it: with data skipping on, the Trainer would skip batches again)."""
+        if epoch < 0 or batches < 0 or batch_size < 1:
+            raise ValueError(f"cannot resume at epoch {epoch}, batch {batches} of size {batch_size}")
+        self._base_epoch, self._resume = epoch, (batches, batch_size) if batches else None
         self._main_passes, self._passes.value, self._stream = 0, 0, None
 
-    def resume_from_checkpoint(
-        self, checkpoint_dir: str, per_device_train_batch_size: int, gradient_accumulation_steps: int = 1
-    ):
-        """resume_from_step with the global step of a transformers checkpoint (its trainer_state.json)."""
-        state = read_json(files.join(checkpoint_dir, "trainer_state.json"))
-        self.resume_from_step(state["global_step"], per_device_train_batch_size, gradient_accumulation_steps)
+    def resume_from_checkpoint(self, checkpoint_dir: str | None) -> None:
+        """`resume` where a transformers checkpoint stopped (its trainer_state.json: `epoch` is the epoch
+        plus the fraction of its batches taken, `train_batch_size` the per-device batch). None: a fresh run."""
+        if checkpoint_dir is None:
+            return
+        path = files.join(checkpoint_dir, TRAINER_STATE)
+        try:
+            state = read_json(path)
+            progress, batch_size = float(state["epoch"]), int(state["train_batch_size"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{path}: no epoch and train_batch_size to resume from ({e!r})") from None
+        batches = math.ceil(len(self) / batch_size)  # len() of this rank's DataLoader
+        # accelerate's dispatcher takes one batch per rank for each of its steps
+        per_step = 1 if self.use_raw_dataloader else self.ranks
+        steps = math.ceil(batches / per_step)
+        epoch = math.floor(progress)
+        taken = round((progress - epoch) * steps) * per_step
+        self.resume(epoch, min(taken, batches), batch_size)
 
     # ------------------------------------------------------------ iteration
 
@@ -355,19 +386,24 @@ class SpatialVLADataset(torch.utils.data.IterableDataset):
     def __getstate__(self):
         return {**self.__dict__, "_stream": None}  # a generator does not cross processes; it is replayed
 
-    def sample(self, step: dict, worker: int, position: int) -> dict:
-        """One reader step as their trainer's item: frames decoded (and augmented), processor called."""
-        frames = [Image.fromarray(decode(b)) for b in step.get("obs_images") or [step["image"]]]
+    def frames(self, step: dict, worker: int, position: int) -> list[Image.Image]:
+        """The observation window's frames at image_size, augmented with one draw per window (theirs: one
+        seed per window) from a generator keyed by (seed, rank, worker, position in the worker's stream)."""
+        frames = [decode_frame(b) for b in step.get("obs_images") or [step["image"]]]
         if self.augment:
             rng = np.random.default_rng([self.seed, self.rank, worker, position])
             params = draw_params(rng, frames[0].height, frames[0].width)
-            frames = [augment(f, params, self.image_size) for f in frames]
-        elif frames[0].size != (self.image_size, self.image_size):  # theirs resizes (lanczos) before anything
-            frames = [f.resize((self.image_size, self.image_size), Image.Resampling.LANCZOS) for f in frames]
+            return [augment(f, params, self.image_size) for f in frames]
+        if frames[0].size != (self.image_size, self.image_size):  # theirs resizes (lanczos) before anything
+            return [f.resize((self.image_size, self.image_size), Image.Resampling.LANCZOS) for f in frames]
+        return frames
+
+    def sample(self, step: dict, worker: int, position: int) -> dict:
+        """One reader step as their trainer's item: frames decoded (and augmented), processor called."""
         actions = torch.from_numpy(np.asarray(step["action_chunk"], dtype=np.float32))
         ret = self.vla_processor(
             text=(step["language_instruction"] or "").lower(),
-            images=frames,
+            images=self.frames(step, worker, position),
             unnorm_key=self.keys[step["dataset"]],
             suffix_actions=actions,
             return_tensors="pt",
