@@ -81,7 +81,9 @@ def dataset_options(data_args) -> dict:
     )
     unknown = sorted(set(fields) - set(DATA_ARGS))
     if unknown:
-        raise ValueError(f"data_args.{unknown[0]}: not a field of SpatialVLA's DataTrainingArguments; it would be ignored")
+        raise ValueError(
+            f"data_args.{unknown[0]}: not a field of SpatialVLA's DataTrainingArguments; it would be ignored"
+        )
     for name in ("tsfm_thread_muti", "read_thread_muti"):
         if fields.get(name, 1) not in (None, 1):
             raise ValueError(f"data_args.{name}={fields[name]!r}: {DATA_ARGS[name]}")
