@@ -219,6 +219,7 @@ class MixtureDataset(torch.utils.data.IterableDataset):
             rank, world_size = torch.distributed.get_rank(), torch.distributed.get_world_size()
         self.rank, self.world_size = rank or 0, world_size or 1
         self.epoch, self.consumed = 0, 0
+        self.worker: int | None = None  # the DataLoader worker whose part this reader reads (None: its own)
         self._episodes: dict[str, Episodes] = {}
         self._drawable: dict[str, np.ndarray] = {}
 
@@ -240,6 +241,7 @@ class MixtureDataset(torch.utils.data.IterableDataset):
     def _slot(self) -> tuple[int, int]:
         info = torch.utils.data.get_worker_info()
         workers, worker = (info.num_workers, info.id) if info else (1, 0)
+        worker = worker if self.worker is None else self.worker
         return self.rank * workers + worker, self.world_size * workers
 
     def _parts(self, slot: int, slots: int) -> dict[str, list]:
@@ -346,15 +348,17 @@ class MixtureDataset(torch.utils.data.IterableDataset):
         if self.chunk:
             end = int(episodes.ends[row])
             wanted = np.arange(row, row + self.chunk)
-            acts, toks = [], []
-            for r in np.minimum(wanted, end - 1).tolist():
-                c, j = batches.locate(shard.path, r)
-                acts.append(c["action"][j])
-                toks.append(c["action_tokens"][j])
+            rows = np.minimum(wanted, end - 1)
+            if i + int(rows[-1]) - row < len(cols["action"]):  # the chunk lies in this record batch: one gather
+                acts, toks = cols["action"][rows - row + i], cols["action_tokens"][rows - row + i]
+            else:
+                located = [batches.locate(shard.path, r) for r in rows.tolist()]
+                acts = np.stack([c["action"][j] for c, j in located])
+                toks = np.stack([c["action_tokens"][j] for c, j in located])
             step["chunk_mask"] = wanted < end
-            step["action_chunk"] = pad_chunk(np.stack(acts), step["chunk_mask"], self.absolute[shard.dataset])
+            step["action_chunk"] = pad_chunk(acts, step["chunk_mask"], self.absolute[shard.dataset])
             # tokens of the padding would need the grid (not read here): the last step's tokens, marked by chunk_mask
-            step["token_chunk"] = np.stack(toks)
+            step["token_chunk"] = toks
         if self.obs_window > 1:
             wanted = row - self.obs_delta * np.arange(self.obs_window - 1, -1, -1)
             start = int(episodes.starts[row])

@@ -19,7 +19,10 @@ Beyond theirs: the mixture's weights exactly as exported; every dataset's own in
 manifest's) handed to the processor through `unnorm_key` (theirs always takes "default"); (rank,
 worker) streams that never share a step; augmentation drawn per (seed, rank, worker, sample); epochs
 that continue the stream (theirs replays it); steps a sample filter excludes never drawn (shards.reader);
-exact resume from the trainer's checkpoint (`resume_from_checkpoint`).
+exact resume from the trainer's checkpoint, one more line before `trainer.train(resume_from_checkpoint=
+checkpoint)` (their scripts pass --ignore_data_skip True, so the Trainer itself skips nothing):
+
+    train_dataset.resume_from_checkpoint(checkpoint, training_args.gradient_accumulation_steps)
 """
 
 from __future__ import annotations
@@ -203,25 +206,24 @@ def worker_share(total: int, workers: int, worker: int) -> int:
     return total // workers + (worker < total % workers)
 
 
-def consumed_by_worker(batches: int, shares: list[int], batch_size: int) -> list[int]:
-    """Samples each DataLoader worker had yielded when `batches` batches were taken: torch takes one batch
-    from each worker in turn, skipping workers that are done (the last batch of a worker may be short)."""
+def batch_order(shares: list[int], batch_size: int) -> list[int]:
+    """The worker of each batch of one loader epoch, in the order torch's DataLoader takes them: one
+    batch from each worker in turn, skipping workers that are done (a worker's last batch may be short)."""
     counts = [math.ceil(s / batch_size) for s in shares]
-    full = min(batches // len(shares), min(counts))  # rounds in which every worker gave a batch
-    taken, left, turn = [full] * len(shares), batches - full * len(shares), full
-    while left > 0 and turn < max(counts):
-        for w, c in enumerate(counts):
-            if turn < c and left > 0:
-                taken[w] += 1
-                left -= 1
-        turn += 1
-    return [min(t * batch_size, s) for t, s in zip(taken, shares)]
+    return [w for turn in range(max(counts, default=0)) for w, c in enumerate(counts) if turn < c]
+
+
+def consumed_by_worker(batches: int, shares: list[int], batch_size: int) -> list[int]:
+    """Samples each DataLoader worker had yielded when the first `batches` batches were taken."""
+    taken = batch_order(shares, batch_size)[:batches]
+    return [min(taken.count(w) * batch_size, s) for w, s in enumerate(shares)]
 
 
 def decode_frame(data: bytes) -> Image.Image:
     """An exported JPEG as an RGB PIL image (straight to PIL: no numpy round trip)."""
-    with Image.open(io.BytesIO(data)) as im:
-        return im.convert("RGB")
+    im = Image.open(io.BytesIO(data))
+    im.load()  # decodes, and closes the buffer
+    return im if im.mode == "RGB" else im.convert("RGB")
 
 
 # ------------------------------------------------------------ the dataset
@@ -298,7 +300,7 @@ class SpatialVLADataset(torch.utils.data.IterableDataset):
         self._passes = multiprocessing.Value("q", 0)  # passes begun by DataLoader workers (shared by them)
         self._main_passes = 0  # passes begun in this process without workers
         self._base_epoch, self._resume = 0, None
-        self._stream = None  # (the reader's iterator, the position it is at) kept between passes
+        self._stream = None  # (the reader's iterator, its role, the position it is at) kept between passes
         self.vla_processor = vla_processor
 
     @property
@@ -326,24 +328,25 @@ class SpatialVLADataset(torch.utils.data.IterableDataset):
         self._base_epoch, self._resume = epoch, (batches, batch_size) if batches else None
         self._main_passes, self._passes.value, self._stream = 0, 0, None
 
-    def resume_from_checkpoint(self, checkpoint_dir: str | None) -> None:
-        """`resume` where a transformers checkpoint stopped (its trainer_state.json: `epoch` is the epoch
-        plus the fraction of its batches taken, `train_batch_size` the per-device batch). None: a fresh run."""
+    def resume_from_checkpoint(self, checkpoint_dir: str | None, gradient_accumulation_steps: int = 1) -> None:
+        """`resume` where a transformers checkpoint stopped, from its trainer_state.json (global_step, the
+        per-device train_batch_size): the Trainer steps once per `gradient_accumulation_steps` batches and
+        at the end of each loader epoch (exact across any number of resumes when that divides the loader's
+        batches per epoch, e.g. 1 as in SpatialVLA's scripts). None: a fresh run, nothing to do."""
         if checkpoint_dir is None:
             return
         path = files.join(checkpoint_dir, TRAINER_STATE)
         try:
             state = read_json(path)
-            progress, batch_size = float(state["epoch"]), int(state["train_batch_size"])
+            global_step, batch_size = int(state["global_step"]), int(state["train_batch_size"])
         except (OSError, ValueError, KeyError, TypeError) as e:
-            raise ValueError(f"{path}: no epoch and train_batch_size to resume from ({e!r})") from None
+            raise ValueError(f"{path}: no global_step and train_batch_size to resume from ({e!r})") from None
         batches = math.ceil(len(self) / batch_size)  # len() of this rank's DataLoader
-        # accelerate's dispatcher takes one batch per rank for each of its steps
-        per_step = 1 if self.use_raw_dataloader else self.ranks
-        steps = math.ceil(batches / per_step)
-        epoch = math.floor(progress)
-        taken = round((progress - epoch) * steps) * per_step
-        self.resume(epoch, min(taken, batches), batch_size)
+        # accelerate's dispatcher (use_raw_dataloader=False) takes one batch per rank for each of its batches
+        per_batch = 1 if self.use_raw_dataloader else self.ranks
+        steps = math.ceil(math.ceil(batches / per_batch) / gradient_accumulation_steps)  # optimizer steps per epoch
+        epoch, step = divmod(global_step, steps)
+        self.resume(epoch, min(step * gradient_accumulation_steps * per_batch, batches), batch_size)
 
     # ------------------------------------------------------------ iteration
 
@@ -363,27 +366,29 @@ class SpatialVLADataset(torch.utils.data.IterableDataset):
         info = torch.utils.data.get_worker_info()
         workers, worker = (info.num_workers, info.id) if info else (1, 0)
         npass = self._begin_pass(workers, info is not None)
-        share = worker_share(len(self), workers, worker)
-        done, end = 0, share
+        shares = [worker_share(len(self), workers, w) for w in range(workers)]
+        role, done, end = worker, 0, shares[worker]  # role: the worker whose part of the stream this one reads
         if npass == 0 and self._resume:  # from where the trainer stopped to what it would have taken
             batches, batch_size = self._resume
-            shares = [worker_share(len(self), workers, w) for w in range(workers)]
-            done = consumed_by_worker(batches, shares, batch_size)[worker]
-            end = consumed_by_worker(math.ceil(len(self) / batch_size), shares, batch_size)[worker]
-        epoch = self._base_epoch + npass
+            order = batch_order(shares, batch_size)
+            # a fresh loader asks worker 0 first: it reads for the worker whose turn was next, and so on
+            role = (worker + order[batches]) % workers if batches < len(order) else worker
+            done = consumed_by_worker(batches, shares, batch_size)[role]
+            end = consumed_by_worker(math.ceil(len(self) / batch_size), shares, batch_size)[role]
+        epoch, share = self._base_epoch + npass, shares[role]
         start, stop = epoch * share + done, epoch * share + end  # the stream continues across epochs
-        if self._stream is None or self._stream[1] != start:  # not where the last pass stopped: replay to start
-            self.mixture.consumed = start
-            self._stream = (iter(self.mixture), start)
+        if self._stream is None or self._stream[1:] != (role, start):  # elsewhere: replay the index stream to start
+            self.mixture.worker, self.mixture.consumed = role, start
+            self._stream = (iter(self.mixture), role, start)
         stream = self._stream[0]
         for position in range(start, stop):
             step = next(stream, None)
             if step is None:
                 raise RuntimeError(
-                    f"rank {self.rank}, worker {worker}: no steps to draw (no episode with an instruction in its part)"
+                    f"rank {self.rank}, worker {role}: no steps to draw (no episode with an instruction in its part)"
                 )
-            self._stream = (stream, position + 1)
-            yield self.sample(step, worker, position)
+            self._stream = (stream, role, position + 1)
+            yield self.sample(step, role, position)
 
     def __getstate__(self):
         return {**self.__dict__, "_stream": None}  # a generator does not cross processes; it is replayed

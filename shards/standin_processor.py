@@ -18,7 +18,6 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.transforms.v2 import functional as F
 
 from shards.spatialvla import processor_intrinsic
 
@@ -52,11 +51,14 @@ class StandInProcessor:
             k: processor_intrinsic(v, image_size, image_size) for k, v in self.intrinsic_config.items()
         }
 
-    def pixels(self, image: Image.Image, do_normalize: bool) -> torch.Tensor:
+    def pixels(self, images: list, do_normalize: bool) -> torch.Tensor:
+        """(t, 3, H, W) float32 in [0, 1] (do_normalize: [-1, 1], SigLIP's mean and std 0.5)."""
         size = (self.image_processor.size["width"], self.image_processor.size["height"])
-        if image.size != size:
-            image = image.resize(size, Image.Resampling.BICUBIC)
-        x = F.pil_to_tensor(image.convert("RGB")).float().div_(255)
+        images = [im if im.size == size else im.resize(size, Image.Resampling.BICUBIC) for im in images]
+        planes = [
+            np.asarray(c) for im in images for c in (im if im.mode == "RGB" else im.convert("RGB")).split()
+        ]  # CHW without a strided copy
+        x = torch.from_numpy(np.stack(planes).reshape(len(images), 3, size[1], size[0])).float().div_(255)
         return x.sub_(0.5).div_(0.5) if do_normalize else x
 
     def __call__(
@@ -79,12 +81,13 @@ class StandInProcessor:
             limit = max_length + self.image_seq_length  # theirs adds the image tokens to max_length
             while len(prefix) + len(suffix) > limit:
                 (prefix if len(prefix) >= len(suffix) else suffix).pop()
-        ids = torch.tensor([prefix + suffix], dtype=torch.long)
-        types = torch.tensor([[0] * len(prefix) + [1] * len(suffix)], dtype=torch.long)
+        ids = torch.from_numpy(np.array([prefix + suffix], dtype=np.int64))
+        types = torch.zeros_like(ids)
+        types[:, len(prefix) :] = 1
         out = {
             "input_ids": ids,
             "attention_mask": torch.ones_like(ids),
-            "pixel_values": torch.stack([self.pixels(im, do_normalize) for im in images]),
+            "pixel_values": self.pixels(images, do_normalize),
             "intrinsic": self.dataset_intrinsics.get(unnorm_key, self.dataset_intrinsics["default"]),
         }
         if suffix_actions is not None:

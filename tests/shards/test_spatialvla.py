@@ -1,10 +1,12 @@
-"""shards.spatialvla on a hand-built export: their item layout with a stand-in processor, the action chunk
-against the shard rows, the observation window, unlabeled episodes, weights, rank x worker disjointness,
-len(), resume through a real DataLoader, intrinsics, statistics and refused data_args."""
+"""shards.spatialvla on a hand-built export, against the shard rows read with pyarrow and numpy by hand:
+their item layout with a stand-in processor, the action chunk, the observation window, unlabeled episodes
+and a sample filter, weights, rank x worker disjointness, len(), resume through a real DataLoader from a
+transformers checkpoint, intrinsics, statistics and refused data_args."""
 
 import io
 import itertools
 import json
+import shutil
 import types
 
 import numpy as np
@@ -22,12 +24,14 @@ from storage.files import sha256_file
 from storage.jsonio import sha256_of
 
 SIZE = 16  # exported image side
+PIXELS = 32  # the processor's image side (theirs: 224, kept by one test; small elsewhere, for speed)
 DATASETS = {  # name: (version, weight, dataset tag in action dim 4, episode lengths, intrinsics at SIZE)
     "alpha": ("1.0.0", 1.0, 0.5, [6, 4, 7, 5], (20.0, 21.0, 7.5, 7.25)),
     "beta": ("0.1.0", 0.5, -0.5, [5, 8, 3, 9, 4], (12.0, 13.0, 8.0, 7.0)),
 }
 UNLABELED = ("alpha", 1)  # every instruction empty: skipped
 PARTLY = ("alpha", 2)  # step 0 without an instruction: kept
+STILL = ("beta", 3, [0, 1, 2, 6, 7, 8])  # steps beta's sample filter marks (sampled == False)
 
 
 def color(name, episode, step):
@@ -45,18 +49,23 @@ def instruction(name, episode, step):
     return f"Pick Up {name} {episode}"
 
 
+def moves(name, episode, step):
+    return (name, episode) != STILL[:2] or step not in STILL[2]
+
+
 def jpeg(rgb):
     buf = io.BytesIO()
     Image.fromarray(np.full((SIZE, SIZE, 3), rgb, np.uint8)).save(buf, format="JPEG", quality=100)
     return buf.getvalue()
 
 
-def build(out, names=tuple(DATASETS), weights=None, mixture="test_mix"):
+def build(out, names=tuple(DATASETS), mixture="test_mix"):
     manifest = {"format_version": 1, "mixture": mixture, "datasets": {}, "inputs": {}, "weights": {}}
     stats = {}
     for name in names:
         version, weight, _, lengths, (fx, fy, cx, cy) = DATASETS[name]
-        rows = {k: [] for k in shard_schema().names}
+        schema = shard_schema(with_sampled=name == STILL[0])
+        rows = {k: [] for k in schema.names}
         for e, n in enumerate(lengths):
             for s in range(n):
                 for k, v in [
@@ -70,12 +79,14 @@ def build(out, names=tuple(DATASETS), weights=None, mixture="test_mix"):
                     ("action", action(name, e, s)),
                     ("raw_action", action(name, e, s)),
                     ("action_tokens", [e, s, 8192]),
+                    ("sampled", moves(name, e, s)),
                 ]:
-                    rows[k].append(v)
+                    if k in rows:
+                        rows[k].append(v)
         path = out / "shards" / name / shard_name("train", 0, 1)
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "wb") as f:
-            write_table(f, pa.Table.from_pydict(rows, schema=shard_schema()), rows_per_batch=8)
+            write_table(f, pa.Table.from_pydict(rows, schema=schema), rows_per_batch=8)
         manifest["datasets"][name] = {
             "num_transitions": sum(lengths),
             "num_trajectories": len(lengths),
@@ -91,7 +102,7 @@ def build(out, names=tuple(DATASETS), weights=None, mixture="test_mix"):
             ],
         }
         manifest["inputs"][name] = {"version": version, "path": f"/data/{name}/{version}"}
-        manifest["weights"][name] = (weights or {}).get(name, weight)
+        manifest["weights"][name] = weight
         acts = np.array(rows["action"])
         stats[name] = {
             "action": {
@@ -135,12 +146,12 @@ def data_args(export, **changes):
     return types.SimpleNamespace(**{**fields, **changes})
 
 
-def dataset(export, tmp_path, processor=True, **kwargs):
+def dataset(export, tmp_path, processor=True, image_size=PIXELS, **kwargs):
     options = dict(export=str(export), output_dir=str(tmp_path / "run"), data_mix="test_mix", shuffle_buffer_size=16)
     options["action_forward_steps"] = kwargs.pop("action_forward_steps", 3)
-    ds = SpatialVLADataset(**{**options, **kwargs})
+    ds = SpatialVLADataset(**{**options, **kwargs}, image_size=image_size)
     if processor:
-        ds.vla_processor = StandInProcessor(image_seq_length=8)
+        ds.vla_processor = StandInProcessor(image_seq_length=8, image_size=image_size)
     return ds
 
 
@@ -154,8 +165,20 @@ def take(ds, n):
     return list(itertools.islice(iter(ds), n))
 
 
+def drawable(forward=3):
+    """Every (dataset, episode, step) a trainer may see, by hand: labeled episodes, and steps whose action
+    chunk (forward steps ahead, within the episode) holds a step that moves."""
+    return {
+        (n, e, s)
+        for n, v in DATASETS.items()
+        for e, length in enumerate(v[3])
+        for s in range(length)
+        if (n, e) != UNLABELED and any(moves(n, e, t) for t in range(s, min(s + forward + 1, length)))
+    }
+
+
 def test_items_are_their_trainers_items(export, tmp_path):
-    ds = dataset(export, tmp_path)
+    ds = dataset(export, tmp_path, image_size=224)
     for item in take(ds, 40):
         assert set(item) == {
             "input_ids",
@@ -213,7 +236,7 @@ def test_observation_window_takes_earlier_frames_of_the_episode(export, tmp_path
     ds = dataset(export, tmp_path, obs_backward_steps=2, obs_backward_delta=2, augment=False)
     for item in take(ds, 40):
         name, episode, step = row_of(item)
-        assert item["pixel_values"].shape == (3, 3, 224, 224)
+        assert item["pixel_values"].shape == (3, 3, PIXELS, PIXELS)
         for frame, s in zip(item["pixel_values"], [max(step - 4, 0), max(step - 2, 0), step]):
             mean = frame.mean(dim=(1, 2)).numpy() * 255
             assert np.abs(mean - color(name, episode, s)).max() < 4, (name, episode, step, s)
@@ -238,17 +261,17 @@ def test_one_augmentation_per_window_and_per_seed(export, tmp_path):
         assert not torch.equal(a["pixel_values"], c["pixel_values"])
 
 
-def test_unlabeled_episodes_are_skipped_and_weights_kept(export, tmp_path):
-    ds = dataset(export, tmp_path, augment=False, fix_raw_length=3000)
+def test_unlabeled_episodes_and_filtered_steps_are_skipped_and_weights_kept(export, tmp_path):
+    ds = dataset(export, tmp_path, augment=False, fix_raw_length=1500)
     seen = [row_of(item) for item in ds]
-    assert len(seen) == 3000
-    assert UNLABELED not in {(n, e) for n, e, _ in seen}
+    assert len(seen) == 1500
+    assert set(seen) == drawable()  # every drawable step, nothing else
     assert (*PARTLY, 0) in seen  # an empty instruction inside a labeled episode is kept
-    steps = {n: sum(v[3]) - (v[3][UNLABELED[1]] if n == UNLABELED[0] else 0) for n, v in DATASETS.items()}
+    assert (*STILL[:2], 8) not in seen and (*STILL[:2], 5) in seen and (*STILL[:2], 0) in seen  # 0: chunk 0..3 moves
     raw = {n: DATASETS[n][1] * sum(DATASETS[n][3]) for n in DATASETS}  # the exported balance: weight x transitions
     counts = [sum(n == name for n, _, _ in seen) for name in DATASETS]
     expected = [raw[n] / sum(raw.values()) * len(seen) for n in DATASETS]
-    assert chisquare(counts, expected).pvalue > 0.001, (counts, expected, steps)
+    assert chisquare(counts, expected).pvalue > 0.001, (counts, expected)
 
 
 def their_length(weights, transitions, world_size):
@@ -267,10 +290,20 @@ def test_len_is_their_formula_and_what_a_rank_yields(export, tmp_path):
         assert len(ds) == their_length(weights, transitions, world)
         loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2)
         assert sum(1 for _ in loader) == len(ds)
-    assert len(dataset(export, tmp_path, world_size=3, rank=0, use_raw_dataloader=False)) == their_length(
-        weights, transitions, 1
-    )
     assert len(dataset(export, tmp_path, fix_raw_length=77)) == 77
+
+
+def test_without_the_raw_dataloader_every_rank_presents_the_whole_stream(export, tmp_path):
+    """use_raw_dataloader=False: accelerate's loader reads rank 0's dataset and dispatches its batches, so
+    len() is the whole stream's (theirs) and no rank may drop the parts of the others."""
+    weights = {n: v[1] for n, v in DATASETS.items()}
+    transitions = {n: sum(v[3]) for n, v in DATASETS.items()}
+    options = dict(world_size=3, use_raw_dataloader=False, augment=False)
+    assert len(dataset(export, tmp_path, rank=1, **options)) == their_length(weights, transitions, 1)
+    ranks = [dataset(export, tmp_path, rank=r, fix_raw_length=300, **options) for r in range(3)]
+    streams = [[row_of(x) for x in d] for d in ranks]
+    assert streams[0] == streams[1] == streams[2]
+    assert set(streams[0]) == drawable()  # the whole data, not a third of it
 
 
 def test_ranks_and_workers_never_share_a_step(export, tmp_path):
@@ -285,10 +318,7 @@ def test_ranks_and_workers_never_share_a_step(export, tmp_path):
     assert all(slots)
     for a, b in itertools.combinations(slots, 2):
         assert not a & b
-    labeled = {(n, e, s) for n, v in DATASETS.items() for e, length in enumerate(v[3]) for s in range(length)} - {
-        (*UNLABELED, s) for s in range(DATASETS[UNLABELED[0]][3][UNLABELED[1]])
-    }
-    assert set().union(*slots) == labeled  # 60 samples per slot cover each slot's part
+    assert set().union(*slots) == drawable()  # 60 samples per slot cover each slot's part
 
 
 def epochs(ds, batch_size, count, workers=2):
@@ -298,23 +328,35 @@ def epochs(ds, batch_size, count, workers=2):
 
 
 def same(a, b):
-    return all(torch.equal(a[k], b[k]) for k in a) and set(a) == set(b)
+    return set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.parametrize("global_step", [1, 3, 4, 6])
-def test_resume_from_the_trainers_step_gives_the_same_next_samples(export, tmp_path, global_step):
-    batch, accumulation = 3, 2
+@pytest.mark.parametrize("global_step, accumulation", [(5, 1), (9, 1), (12, 1), (3, 2), (5, 2)])
+def test_resume_from_a_transformers_checkpoint_gives_the_same_next_samples(export, tmp_path, global_step, accumulation):
+    """A run of 2 epochs of ceil(20 / 3) = 7 batches from 2 DataLoader workers (taken in turn), stopped
+    after `global_step` optimizer steps of `accumulation` batches (one more at each epoch's end: 7 or 4
+    steps per epoch): its transformers trainer_state.json resumes the data exactly where the uninterrupted
+    run goes on, augmentation included, also mid-round (an odd batch count: worker 1's turn)."""
+    transformers = pytest.importorskip("transformers")
+    batch = 3
     whole = epochs(dataset(export, tmp_path, fix_raw_length=20), batch, 2)
-    assert all(len(e) == 7 for e in whole)  # ceil(20 / 3)
-    steps_per_epoch = 4  # ceil(7 / 2)
-    epoch, step = divmod(global_step, steps_per_epoch)
+    assert [len(e) for e in whole] == [7, 7]
+    epoch, step = divmod(global_step, -(-7 // accumulation))
+    taken = min(step * accumulation, 7)
+    checkpoint = tmp_path / f"checkpoint-{global_step}"
+    checkpoint.mkdir()
+    state = transformers.TrainerState(global_step=global_step, train_batch_size=batch)
+    state.save_to_json(str(checkpoint / "trainer_state.json"))
     resumed = dataset(export, tmp_path, fix_raw_length=20)
-    resumed.resume_from_step(global_step, batch, accumulation)
+    resumed.resume_from_checkpoint(str(checkpoint), accumulation)
     tail = epochs(resumed, batch, 2 - epoch)
-    expected = [whole[epoch][step * accumulation :], *whole[epoch + 1 :]]
+    expected = [whole[epoch][taken:], *whole[epoch + 1 :]]
     assert [len(e) for e in tail] == [len(e) for e in expected]
     for got, want in zip(itertools.chain(*tail), itertools.chain(*expected)):
         assert len(got) == len(want) and all(same(a, b) for a, b in zip(got, want))
+    fresh = dataset(export, tmp_path, fix_raw_length=20)
+    fresh.resume_from_checkpoint(None)  # no checkpoint: a fresh run
+    assert all(same(a, b) for a, b in zip(epochs(fresh, batch, 1)[0][0], whole[0][0]))
 
 
 def test_epochs_continue_the_stream(export, tmp_path):
@@ -332,7 +374,7 @@ def test_intrinsics_per_dataset_reach_the_processor(export, tmp_path):
         name = row_of(item)[0]
         fx, fy, cx, cy = DATASETS[name][4]
         expected = torch.tensor(
-            [[fx * 224 / SIZE, 0, cx * 224 / SIZE], [0, fy * 224 / SIZE, cy * 224 / SIZE], [0, 0, 1]]
+            [[fx * PIXELS / SIZE, 0, cx * PIXELS / SIZE], [0, fy * PIXELS / SIZE, cy * PIXELS / SIZE], [0, 0, 1]]
         )
         assert torch.allclose(item["intrinsic"], expected)
         assert not torch.allclose(item["intrinsic"], processor.dataset_intrinsics["default"])
@@ -347,9 +389,10 @@ def test_statistics_in_their_layout_written_once(export, tmp_path):
     assert set(ds.ds_stats_pc) == {f"{n}/{v[0]}" for n, v in DATASETS.items()}
     for name, (version, *_) in DATASETS.items():
         ours = ds.ds_stats_pc[f"{name}/{version}"]
+        assert list(ours) == ["action", "proprio", "num_transitions", "num_trajectories"]
         assert ours["action"] == stats[name]["action"]
         assert ours["num_transitions"] == stats[name]["num_transitions"]
-        assert ours["proprio"]["mean"] == [0.0] * 7  # no proprio in the export: zeros, as theirs
+        assert ours["proprio"] == {k: [0.0] * 7 for k in ("mean", "std", "max", "min", "q01", "q99")}  # theirs
     assert json.loads((run / "ds_stats.json").read_text()) == ds.ds_stats_pc
     (run / "ds_stats.json").write_text("{}")
     dataset(export, tmp_path)
@@ -359,8 +402,19 @@ def test_statistics_in_their_layout_written_once(export, tmp_path):
 def test_build_datasets_honours_or_refuses_every_field(export, tmp_path):
     train, evaluation = build_datasets(data_args(export), str(tmp_path / "run"))
     assert evaluation is None and train.vla_processor is None and train.use_raw_dataloader
+    assert train.mixture.buffer == 16 and train.mixture.chunk == 4 and train.max_length == 2048
     with pytest.raises(RuntimeError, match="set train_dataset.vla_processor"):
         next(iter(train))
+    windowed, _ = build_datasets(
+        data_args(export, obs_backward_steps=2, obs_backward_delta=3, max_seq_length=99, fix_raw_length=5),
+        str(tmp_path / "run"),
+    )
+    assert (windowed.mixture.obs_window, windowed.mixture.obs_delta, windowed.max_length, len(windowed)) == (
+        3,
+        3,
+        99,
+        5,
+    )
     single = build(tmp_path / "single", names=("beta",), mixture="beta_only")
     for mix in ("beta_only", "beta", "beta/0.1.0"):
         build_datasets(data_args(single, data_mix=mix), str(tmp_path / "run"))
@@ -370,18 +424,19 @@ def test_build_datasets_honours_or_refuses_every_field(export, tmp_path):
         (dict(read_thread_muti=2), r"data_args.read_thread_muti=2: tf.data threads"),
         (dict(obs_backward_delta=0), r"data_args.obs_backward_delta=0: must be an integer >= 1"),
         (dict(action_forward_steps=-1), r"data_args.action_forward_steps=-1: must be an integer >= 0"),
-        (dict(image_aug=True), r"data_args.image_aug: not a DataTrainingArguments field this loader knows"),
+        (dict(use_raw_dataloader="yes"), r"data_args.use_raw_dataloader='yes': must be True or False"),
+        (dict(image_aug=True), r"data_args.image_aug: not a field of SpatialVLA's DataTrainingArguments"),
         (dict(data_root_dir=str(tmp_path / "nowhere")), r"data_args.data_root_dir: .*no manifest"),
     ]
     for changes, message in refusals:
         with pytest.raises(ValueError, match=message):
             build_datasets(data_args(export, **changes), str(tmp_path / "run"))
     build_datasets(data_args(export, data_root_dir=str(export / "manifest.json")), str(tmp_path / "run"))
+    pretrain = data_args(export, intrinsic_config_path="scripts/intrinsics.json", normalized_statistic_path="gs.json")
+    build_datasets(pretrain, str(tmp_path / "run"))  # spatialvla_pretrain.py's two more fields: read by the script
 
 
 def test_changed_statistics_are_refused(export, tmp_path):
-    import shutil
-
     copy = tmp_path / "copy"
     shutil.copytree(export, copy)
     stats = json.loads((copy / "dataset_statistics.json").read_text())
