@@ -97,7 +97,7 @@ class Encoding:
         if cfg.primary_choices:  # which camera this episode's `image` is
             columns["camera"] = [ep.camera] * t
         if cfg.sample_filter:
-            columns["sampled"] = sampled(ep.action, stats, self.normalization, cfg.sample_filter)
+            columns["sampled"] = sampled(action, stats, self.normalization, cfg.sample_filter)
         if ep.wrist_image is not None:
             try:
                 columns["wrist_image"] = prepare_frames(ep.wrist_image, self.image_size)[0]

@@ -14,22 +14,21 @@ from transforms.normalize import normalize
 TOLERANCE = 1e-5  # of the normalized action, as the public DROID filter compares
 
 
-def zero_movement(action: np.ndarray, stats: dict, mode: str) -> np.ndarray:
+def zero_movement(normalized: np.ndarray, stats: dict, mode: str) -> np.ndarray:
     """bool [T]: True where a step moves, i.e. not all six movement dimensions of its normalized
     action lie within 1e-5 of the normalized zero (the gripper is ignored)."""
-    normalized = normalize(action, stats, mode)[:, :6]
-    zero = normalize(np.zeros((1, action.shape[1])), stats, mode)[0, :6]
-    return (np.abs(normalized - zero) > TOLERANCE).any(axis=1)
+    zero = normalize(np.zeros((1, normalized.shape[1])), stats, mode)[0, :6]
+    return (np.abs(normalized[:, :6] - zero) > TOLERANCE).any(axis=1)
 
 
 FILTERS = {"zero_movement": zero_movement}
 
 
-def sampled(action: np.ndarray, stats: dict, mode: str, sample_filter: str | None) -> np.ndarray:
-    """bool [T]: which steps are training samples."""
+def sampled(normalized: np.ndarray, stats: dict, mode: str, sample_filter: str | None) -> np.ndarray:
+    """bool [T]: which steps are training samples, from the episode's normalized actions."""
     if sample_filter is None:
-        return np.ones(len(action), bool)
-    return FILTERS[sample_filter](action, stats, mode)
+        return np.ones(len(normalized), bool)
+    return FILTERS[sample_filter](normalized, stats, mode)
 
 
 def chunk_sampled(moves: np.ndarray, chunk: int = 1, ends: np.ndarray | None = None) -> np.ndarray:

@@ -13,7 +13,9 @@ from pipeline.run import main
 from shards.manifest import verify_manifest
 from sources.rlds import open_dataset
 from sources.sample import generate
+from tests.pipeline.test_end_to_end import read_rows
 from transforms.frames import prepare_frames
+from transforms.normalize import normalize
 from transforms.sampling import sampled
 from transforms.standardize import primary_camera
 
@@ -43,8 +45,9 @@ def test_zero_movement_filter_by_hand():
     action[1, 2] = 0.3
     action[3, 5] = -1e-3
     action[4, 0] = 1e-7  # within 1e-5 of the normalized zero: does not move
-    np.testing.assert_array_equal(sampled(action, stats, "bounds_q99", "zero_movement"), [0, 1, 0, 1, 0])
-    np.testing.assert_array_equal(sampled(action, stats, "bounds_q99", None), [1] * 5)
+    normalized = normalize(action, stats, "bounds_q99")
+    np.testing.assert_array_equal(sampled(normalized, stats, "bounds_q99", "zero_movement"), [0, 1, 0, 1, 0])
+    np.testing.assert_array_equal(sampled(normalized, stats, "bounds_q99", None), [1] * 5)
 
 
 @pytest.fixture(scope="module")
@@ -55,14 +58,6 @@ def export(tmp_path_factory):
     args = ["--datasets", "droid=1,fmb_dataset=1", "--data-dir", str(data), "--out", str(out), "--no-depth"]
     assert main([*args, "--image-size", str(SIZE), "--seed", "5"]) == 0
     return data, out
-
-
-def rows(out, manifest, name) -> pa.Table:
-    tables = []
-    for s in manifest["datasets"][name]["shards"]:
-        with pa.memory_map(str(out / s["path"])) as src:
-            tables.append(pa.ipc.open_file(src).read_all())
-    return pa.concat_tables(tables)
 
 
 def raw_episodes(data, name, keys):
@@ -81,7 +76,7 @@ def test_droid_image_is_the_recorded_camera_and_both_occur(export):
     data, out = export
     manifest = verify_manifest(str(out))
     assert manifest["datasets"]["droid"]["cameras"] == EXTERIOR
-    table = rows(out, manifest, "droid")
+    table = read_rows(out, manifest, "droid")
     cameras, images = by_episode(table, "camera"), by_episode(table, "image")
     raw = raw_episodes(data, "droid", EXTERIOR)
     chosen = {}
@@ -97,7 +92,7 @@ def test_droid_image_is_the_recorded_camera_and_both_occur(export):
 def test_droid_steps_that_do_not_move_are_marked_and_counted(export):
     data, out = export
     manifest = verify_manifest(str(out))
-    table = rows(out, manifest, "droid")
+    table = read_rows(out, manifest, "droid")
     marked = by_episode(table, "sampled")
     raw = raw_episodes(data, "droid", ["action_dict/cartesian_velocity"])
     still = 0
@@ -114,13 +109,13 @@ def test_droid_steps_that_do_not_move_are_marked_and_counted(export):
     # the statistics include the still steps, as the public pipeline computes them
     stats = json.loads((out / "dataset_statistics.json").read_text())["droid"]
     assert stats["num_transitions"] == table.num_rows
-    assert "sampled" not in rows(out, manifest, "fmb_dataset").column_names
+    assert "sampled" not in read_rows(out, manifest, "fmb_dataset").column_names
 
 
 def test_fmb_primary_image_is_image_side_1(export):
     data, out = export
     manifest = verify_manifest(str(out))
-    table = rows(out, manifest, "fmb_dataset")
+    table = read_rows(out, manifest, "fmb_dataset")
     images = by_episode(table, "image")
     raw = raw_episodes(data, "fmb_dataset", ["observation/image_side_1", "observation/image_side_2"])
     assert manifest["datasets"]["fmb_dataset"]["cameras"] == ["observation/image_side_1"]
