@@ -103,6 +103,8 @@ class Encoding:
                 columns["wrist_image"] = prepare_frames(ep.wrist_image, self.image_size)[0]
             except FrameError as e:
                 raise FrameError(f"wrist camera {e}") from None
+        if "proprio" in self.stats[ep.dataset]:  # the dataset's shards carry a proprio column (shard_schema)
+            columns["proprio"] = proprio_column(ep, len(self.stats[ep.dataset]["proprio"]["mean"]))
         if self.text_tokenizer is not None:
             ids = self.text_tokenizer(ep.instruction, add_special_tokens=False)["input_ids"]
             columns["input_ids"] = [ids] * t
@@ -110,11 +112,22 @@ class Encoding:
         return EncodedEpisode(ep.dataset, ep.episode_id, columns, pixels)
 
 
+def proprio_column(ep: StandardEpisode, dim: int) -> np.ndarray:
+    """The episode's standardized proprio [T, dim] float32, as the statistics stage saw it."""
+    if ep.proprio is None or ep.proprio.shape != (ep.num_steps, dim):
+        shape = None if ep.proprio is None else ep.proprio.shape
+        raise ValueError(
+            f"dataset '{ep.dataset}' episode {ep.episode_id}: proprio of shape {shape}, its statistics have "
+            f"{dim} dims over {ep.num_steps} steps"
+        )
+    return ep.proprio.astype(np.float32)
+
+
 class ReadEncodeFn(TaskReaderFn):
     """ReadTask -> EncodedTask: normalized actions, tokens, images at the export size."""
 
     def __init__(self, configs: dict, encoding: Encoding, total_episodes: int = 0, seed: int = 0):
-        super().__init__(configs, images=True, seed=seed)
+        super().__init__(configs, images=True, proprio=True, seed=seed)
         self.encoding = encoding
         self.total = total_episodes
 

@@ -100,7 +100,9 @@ def run(ctx: RunContext, stats: dict, grid: ActionGrid, depth: bool) -> dict:
         )
 
     schemas = {
-        name: schema_for(cfg, depth_info is not None, text is not None).serialize().to_pybytes()
+        name: schema_for(cfg, depth_info is not None, text is not None, proprio_dim(stats, name))
+        .serialize()
+        .to_pybytes()
         for name, cfg in ctx.configs.items()
     }
     total = sum(t.shard.num_episodes for t in todo)
@@ -172,8 +174,15 @@ def run(ctx: RunContext, stats: dict, grid: ActionGrid, depth: bool) -> dict:
     return {"shards": len(shards), "bytes": sum(s["bytes"] for s in shards)}
 
 
-def schema_for(cfg, depth: bool, text: bool):
-    return shard_schema(cfg.wrist_image is not None, depth, text, bool(cfg.primary_choices), bool(cfg.sample_filter))
+def schema_for(cfg, depth: bool, text: bool, proprio: int = 0):
+    return shard_schema(
+        cfg.wrist_image is not None, depth, text, bool(cfg.primary_choices), bool(cfg.sample_filter), proprio
+    )
+
+
+def proprio_dim(stats: dict, name: str) -> int:
+    """Dims of the dataset's proprio column: those of its proprio statistics; 0 (no column) without them."""
+    return len(stats[name]["proprio"]["mean"]) if "proprio" in stats[name] else 0
 
 
 def log_workers(indexes: list[dict]) -> None:
@@ -268,7 +277,11 @@ def build_manifest(ctx: RunContext, stats: dict, grid: ActionGrid, shards: list[
         }
     text = bool(ctx.options.text_tokenizer)
     schema_names = sorted(
-        {f.name for cfg in ctx.configs.values() for f in schema_for(cfg, depth_info is not None, text)}
+        {
+            f.name
+            for name, cfg in ctx.configs.items()
+            for f in schema_for(cfg, depth_info is not None, text, proprio_dim(stats, name))
+        }
     )
     return {
         "format_version": FORMAT_VERSION,

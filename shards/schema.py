@@ -21,6 +21,7 @@ def shard_schema(
     with_text: bool = False,
     with_camera: bool = False,
     with_sampled: bool = False,
+    proprio_dim: int = 0,
 ) -> pa.Schema:
     fields = [
         pa.field("dataset", pa.string()),
@@ -42,6 +43,8 @@ def shard_schema(
         pa.field("raw_action", pa.list_(pa.float32(), 7)),
         pa.field("action_tokens", pa.list_(pa.int32(), 3)),
     ]
+    if proprio_dim:  # the standardized proprio (not normalized), where the registry names proprio keys
+        fields.append(pa.field("proprio", pa.list_(pa.float32(), proprio_dim)))
     if with_depth:
         fields.append(pa.field("depth", pa.binary()))  # 16-bit PNG, millimetres
     if with_text:
