@@ -40,33 +40,26 @@ LEROBOT_DEPS = [
     "pillow>=10,<13",
     "packaging>=24.2,<26",
 ]
-SHARED = ("torch", "torchvision")  # reused from this venv, with the binary packages they need
+VENV_RECIPE = 2  # bump when build_venv changes
+SHARED = ("torch", "torchvision")  # reused from this venv, with triton and the CUDA packages they need
 
 
 # ---------------------------------------------------------------- LeRobot's environment
 
 
 def shared_entries() -> tuple[Path, list[str]]:
-    """(our site-packages, the top-level entries of torch, torchvision and their CUDA/triton packages)."""
-    entries, seen, todo = set(), set(), list(SHARED)
-    site = None
-    while todo:
-        dist = importlib.metadata.distribution(todo.pop())
-        name = dist.metadata["Name"].lower()
-        if name in seen:
-            continue
-        seen.add(name)
-        site = site or Path(dist.locate_file(""))
-        entries |= {f.parts[0] for f in dist.files or [] if f.parts[0] != ".."}
-        for req in dist.requires or []:
-            dep = re.split(r"[\s;<>=!~\[(]", req, maxsplit=1)[0].lower()
-            if "extra ==" not in req and dep.startswith(("nvidia", "cuda", "triton")):
-                todo.append(dep)
+    """(our site-packages, the top-level entries of torch, torchvision, triton and the CUDA packages)."""
+    site = Path(importlib.metadata.distribution("torch").locate_file(""))
+    entries = set()
+    for dist in importlib.metadata.distributions(path=[str(site)]):
+        name = dist.metadata["Name"].lower().replace("_", "-")
+        if name in (*SHARED, "triton") or name.startswith(("nvidia-", "cuda-")):
+            entries |= {f.parts[0] for f in dist.files or [] if f.parts[0] != ".."}
     return site, sorted(entries)
 
 
 def venv_key() -> str:
-    versions = [sys.version, LEROBOT, *LEROBOT_DEPS, *(importlib.metadata.version(p) for p in SHARED)]
+    versions = [VENV_RECIPE, sys.version, LEROBOT, *LEROBOT_DEPS, *(importlib.metadata.version(p) for p in SHARED)]
     return hashlib.sha256(json.dumps(versions).encode()).hexdigest()[:12]
 
 
@@ -90,7 +83,7 @@ def build_venv(venv: Path) -> None:
     for entry in entries:
         (shared / entry).symlink_to(site / entry)
     (purelib / "zz_shared_torch.pth").write_text(f"{shared}\n")  # after the venv's own packages on sys.path
-    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-warn-conflicts"]
     subprocess.run([*pip, "--no-deps", LEROBOT], check=True)
     subprocess.run([*pip, *LEROBOT_DEPS], check=True)  # torch is seen as installed: pip adds its pure deps
     # torchcodec dlopens libavutil.so.N etc.: links by those names to the copies PyAV bundles (av.libs)
@@ -434,6 +427,7 @@ def check_loaded(got: dict, exp: dict, min_psnr: float) -> None:
     assert min(min(p) for p in got["chunk/psnr"]) >= min_psnr
 
 
+@pytest.mark.slow  # LeRobot's venv (built once per machine) and its loader in a process of its own
 def test_lerobot_loads_the_bridge_export(lerobot_python, bridge_lerobot, bridge_export, tmp_path):
     exp = expected(bridge_export, "bridge_orig")
     got = load_with_lerobot(lerobot_python, bridge_lerobot, "bridge_orig", exp, tmp_path / "work")
@@ -441,6 +435,7 @@ def test_lerobot_loads_the_bridge_export(lerobot_python, bridge_lerobot, bridge_
     assert got["features"]["observation.images.image"]["shape"] == [224, 224, 3]
 
 
+@pytest.mark.slow  # LeRobot's venv (built once per machine) and its loader in a process of its own
 def test_lerobot_loads_a_sample_export_with_a_wrist_camera_and_proprio(lerobot_python, sample_export, tmp_path):
     r = convert(sample_export, tmp_path / "lerobot")
     assert r.returncode == 0, r.stderr
@@ -507,6 +502,7 @@ def readme_blocks(section: str) -> list[tuple[str, str]]:
     return re.findall(r"```(\w*)\n(.*?)```", body, re.S)
 
 
+@pytest.mark.slow  # LeRobot's venv (built once per machine) and its loader in a process of its own
 def test_readme_train_with_lerobot_runs_as_written(lerobot_python, bridge_export, tmp_path):
     blocks = readme_blocks("Train with LeRobot")
     shell = [line for lang, code in blocks if lang == "" for line in code.splitlines() if line.strip()]
