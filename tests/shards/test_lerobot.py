@@ -482,13 +482,16 @@ def test_refusals_are_one_line_with_exit_2(bridge_export, bridge_lerobot, tmp_pa
     assert r.returncode == 0 and (dest / "bridge_orig" / "meta/info.json").exists()
 
 
-def test_odd_frame_sizes_are_refused(bridge_root, tmp_path):
+def test_odd_frame_sizes_are_refused(bridge_root, tmp_path, capsys):
     from pipeline.run import main as run
 
     out = tmp_path / "odd"
     assert run(["--mixture", "bridge", "--data-dir", str(bridge_root), "--out", str(out), "--no-depth",
                 "--image-size", "33", "--max-episodes", "2"]) == 0  # fmt: skip
+    capsys.readouterr()
     assert main([str(out), str(tmp_path / "lerobot")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "frames of 33x33 pixels; yuv420p video needs an even width and height" in err
     assert not (tmp_path / "lerobot" / "bridge_orig").exists() and not list((tmp_path / "lerobot").iterdir())
 
 
