@@ -18,8 +18,9 @@ only IPC *streams*, and Arrow cannot memory-map a compressed buffer anyway, so `
 Here instead:
 - `load_export(OUT)` (map-style, random access, len): the shards are read once into memory, decompressed
   (RAM about the shards' decompressed size: their JPEG frames barely compress, so about the export's
-  size on disk), and wrapped as an in-memory `datasets.Dataset`; nothing is written. For an export larger
-  than memory use `streaming=True`, or `in_memory=False` for the cache copy (disk: the decompressed size).
+  size on disk), and wrapped as an in-memory `datasets.Dataset`; nothing is written. An export whose
+  shards exceed half the memory available is refused in one line (MemoryError) before anything is read:
+  use `streaming=True`, or `in_memory=False` for the cache copy (disk: the decompressed size).
 - `load_export(OUT, streaming=True)`: an `IterableDataset` that reads the shards record batch by record
   batch (memory: one batch per dataset); nothing is written; shards are split across DataLoader workers.
 - `interleave=True`: `datasets.interleave_datasets` over the datasets with the manifest's effective weights
@@ -67,6 +68,8 @@ def load_export(
     names = _names(out, manifest, dataset)
     paths = {n: [shard_path(out, s) for s in manifest["datasets"][n]["shards"]] for n in names}
     schemas = {n: _schema(out, n, paths[n]) for n in names}
+    if in_memory and not streaming:
+        _check_fits(out, sum(s["bytes"] for n in names for s in manifest["datasets"][n]["shards"]))
     features = union_features(list(schemas.values()))
     if not decode_images:
         features = {k: {**v, "decode": False} if v.get("_type") == "Image" else v for k, v in features.items()}
@@ -105,6 +108,31 @@ def load_export(
             parts, probabilities=[weights[n] / total for n in names], seed=seed, stopping_strategy=stopping_strategy
         )
     return datasets.concatenate_datasets(parts)
+
+
+MEMORY_SHARE = 0.5  # an in-memory load may take at most this share of the memory available
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to this process now (Linux: MemAvailable), None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _check_fits(out: str, shard_bytes: int) -> None:
+    """An export whose shards alone exceed the memory share is refused in one line, before any is read."""
+    free = available_memory()
+    if free is not None and shard_bytes > MEMORY_SHARE * free:
+        raise MemoryError(
+            f"{out}: {shard_bytes / 1e9:.1f} GB of shards, more than {MEMORY_SHARE:.0%} of the {free / 1e9:.1f} GB "
+            "of memory available: load it with streaming=True, or in_memory=False (a copy in the datasets cache)"
+        )
 
 
 def _names(out: str, manifest: dict, dataset) -> list[str]:

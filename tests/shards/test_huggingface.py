@@ -173,6 +173,15 @@ def test_refusals(bridge_export, tmp_path):
         load_export(str(changed))
 
 
+def test_an_export_larger_than_memory_is_refused_before_reading(bridge_export, monkeypatch, hf_cache):
+    import shards.huggingface as hf
+
+    monkeypatch.setattr(hf, "available_memory", lambda: 4_000_000)  # 4 MB free: 2.95 MB of shards > half
+    with pytest.raises(MemoryError, match=r"more than 50% of the 0.0 GB of memory available: load it with streaming"):
+        load_export(str(bridge_export))
+    assert len(list(load_export(str(bridge_export), streaming=True))) == 200  # streaming is bounded: allowed
+
+
 def test_readme_hugging_face_runs_as_written(bridge_export, tmp_path):
     text = (ROOT / "README.md").read_text()
     body = text.split("\n## Hugging Face\n", 1)[1].split("\n## ", 1)[0]
