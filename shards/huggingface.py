@@ -102,7 +102,10 @@ def load_export(
     if len(parts) == 1:
         return parts[0]
     if interleave:
-        weights = manifest["effective_weights" if balance else "unbalanced_weights"]
+        weights = manifest.get("effective_weights" if balance else "unbalanced_weights") or manifest.get("weights")
+        ok = isinstance(weights, dict) and all(isinstance(weights.get(n), (int, float)) for n in names)
+        if not ok or any(not weights[n] > 0 for n in names):
+            raise ManifestError(f"{out}: manifest.json has no positive weight for every dataset of {names}")
         total = sum(weights[n] for n in names)
         return datasets.interleave_datasets(
             parts, probabilities=[weights[n] / total for n in names], seed=seed, stopping_strategy=stopping_strategy
