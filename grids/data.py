@@ -1,14 +1,83 @@
-"""Normalized actions to look at or fit on: a .npy file [N, 7] or an export's shards (sampled)."""
+"""Normalized actions to look at or fit on: a .npy file [N, 7] or an export's shards.
+
+export_fit reads an export's `episode_id` and `action` columns (one shard at a time) into the same
+per-dataset FitAccumulators the run's grid fit builds from the source data, and weighs the datasets
+the same way: the metrics of a grid on an export (grids.metrics.fit_metrics) are then those the run
+wrote into the grid file, when the same datasets are scored.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 
+from grids.fit import FitAccumulator, MixtureFit, mixture_fit, step_hashes
 from shards.manifest import ManifestError, load_manifest, shard_path
 from shards.schema import open_ipc
 from storage import files
 
 MAX_ROWS = 500_000
+
+
+@dataclass
+class ExportFit:
+    fit: MixtureFit  # over `datasets`, weighted as `weights`
+    parts: dict[str, FitAccumulator]  # per dataset (per-dataset histograms)
+    datasets: list[str]
+    steps: int  # rows read
+    weights: dict[str, float]  # the effective weights the datasets were weighed with (sum to 1)
+
+
+def read_manifest(path: str) -> dict:
+    try:
+        return load_manifest(path)
+    except ManifestError as e:
+        raise ValueError(f"{path}: not an output directory with a manifest ({e})") from None
+
+
+def shard_actions(path: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(normalized actions [N, 7] float32, their steps' hashes [N]) of one shard (episode-contiguous rows)."""
+    table = open_ipc(path, columns=["episode_id", "action"]).read_all()
+    actions = table.column("action").combine_chunks().values.to_numpy(zero_copy_only=False).reshape(-1, 7)
+    ids = np.asarray(table.column("episode_id").to_numpy(zero_copy_only=False), dtype=object)
+    starts = np.concatenate([[0], np.flatnonzero(ids[1:] != ids[:-1]) + 1, [len(ids)]]) if len(ids) else [0]
+    hashes = [step_hashes(ids[a], b - a, seed) for a, b in zip(starts[:-1], starts[1:])]
+    return actions, np.concatenate(hashes) if hashes else np.zeros(0, np.uint64)
+
+
+def export_fit(out: str, datasets: list[str] | None = None, weights: dict[str, float] | None = None,
+               on_shard: Callable[[str, int], None] | None = None) -> ExportFit:  # fmt: skip
+    """The export's datasets (all, or `datasets`) accumulated as the run's grid fit does, each step
+    weighing weights[d] / num_transitions[d] (default: the manifest's effective weights over the
+    datasets read, renormalized). on_shard(dataset, rows) is called after each shard (progress)."""
+    manifest = read_manifest(out)
+    names = list(manifest["datasets"]) if datasets is None else [d for d in datasets]
+    unknown = [n for n in names if n not in manifest["datasets"]]
+    if unknown:
+        raise ValueError(f"{out}: the export has no dataset '{unknown[0]}'")
+    if weights is None:
+        total = sum(manifest["effective_weights"][n] for n in names)
+        weights = {n: manifest["effective_weights"][n] / total for n in names}
+    seed = manifest.get("seed", 0)
+    parts, steps = {}, 0
+    for name in names:
+        acc = FitAccumulator(seed)
+        for s in manifest["datasets"][name]["shards"]:
+            actions, hashes = shard_actions(shard_path(out, s), seed)
+            acc.add_steps(actions, hashes)
+            steps += len(actions)
+            if on_shard:
+                on_shard(name, len(actions))
+        parts[name] = acc
+    transitions = {n: manifest["datasets"][n]["num_transitions"] for n in names}
+    step_weight = {n: weights[n] / transitions[n] if transitions[n] else 0.0 for n in names}
+    try:
+        fit = mixture_fit(parts, step_weight)
+    except ValueError:
+        raise ValueError(f"{out}: no actions in the shards of {', '.join(names)}") from None
+    return ExportFit(fit, parts, names, steps, weights)
 
 
 def load_actions(path: str, max_rows: int = MAX_ROWS) -> tuple[np.ndarray, np.ndarray]:

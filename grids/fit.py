@@ -60,6 +60,11 @@ class FitAccumulator:
 
     def add(self, actions: np.ndarray, episode_id: str) -> FitAccumulator:
         """Normalized actions [T, 7] of one episode."""
+        return self.add_steps(actions, step_hashes(episode_id, len(actions), self.seed))
+
+    def add_steps(self, actions: np.ndarray, hashes: np.ndarray) -> FitAccumulator:
+        """Normalized actions [N, 7] of any number of episodes, with their steps' hashes (step_hashes of
+        each episode, concatenated): the same result as adding the episodes one by one, in one pass."""
         v = variables(actions)
         if not len(v):
             return self
@@ -67,7 +72,7 @@ class FitAccumulator:
         lo, hi = np.array([RANGES[n] for n in VARIABLES]).T
         cell = np.clip(((v - lo) / (hi - lo) * FINE).astype(np.int64), 0, FINE - 1)
         self.hist.merge(Counts.of((cell + np.arange(len(VARIABLES)) * FINE).ravel()))
-        self._sample(step_hashes(episode_id, len(v), self.seed), np.asarray(actions, np.float32))
+        self._sample(np.asarray(hashes, np.uint64), np.asarray(actions, np.float32))
         return self
 
     def _sample(self, h: np.ndarray, actions: np.ndarray) -> None:

@@ -1,8 +1,15 @@
-"""python -m grids.inspect GRID.json [--data OUT|actions.npy] [--out DIR]
+"""python -m grids.inspect GRID.json|OUT [--data OUT|actions.npy] [--out DIR]
 
-A terminal summary of a grid (per variable: mu, sigma, bins, edges, occupancy, entropy) and
-PNG plots: per variable, the data's histogram with the fitted Gaussian and the bin edges over
-it (without --data: the Gaussian and the edges alone); with data, a token occupancy chart.
+A terminal summary of a grid and PNG plots. Alone, it shows what the grid file stores: per
+variable mu, sigma, bins, edges, and the metrics and data histograms of the data the grid was
+fitted on (the run computes them on a sample of the fitted-on datasets, grids/metrics.py).
+--data OUT adds the same metrics computed from an export's shards, by the same code, labelled
+by which of its datasets they cover: the fitted-on ones (the stored numbers, recomputed) and all
+of them (grid-excluded datasets included). --data actions.npy scores normalized actions [N, 7],
+weighted equally.
+
+Plots: per variable, the data's histogram with the fitted Gaussian and the bin edges over it;
+the bin occupancy against the uniform share; with an export, one row per dataset.
 """
 
 from __future__ import annotations
@@ -13,14 +20,59 @@ import sys
 
 import numpy as np
 
-from grids.grid import RANGES, ROTATION, TRANSLATION, VARIABLES, ActionGrid, GridFileError
+from grids.grid import RANGES, VARIABLES, ActionGrid, GridFileError
+from storage import files
+
+STORED = "grid file: fitted-on data"
 
 
-def summary(grid: ActionGrid, metrics: dict | None) -> str:
+def resolve_grid(path: str) -> str:
+    """A grid file, or an export directory whose grid (its manifest's, else its only grids/*.json)."""
+    if not files.isdir(path):
+        return path
+    manifest = files.join(path, "manifest.json")
+    if files.exists(manifest):
+        from shards.manifest import ManifestError, load_manifest
+
+        try:
+            return files.join(path, load_manifest(path)["grid"])
+        except (ManifestError, KeyError):
+            pass
+    found = sorted(files.glob(files.join(path, "grids", "*.json")))
+    if len(found) == 1:
+        return found[0]
+    what = f"{len(found)} grid files under grids/" if found else "no grid file"
+    raise GridFileError(f"{path} is a directory with {what}: give the grid file, OUT/grids/<mixture>.json")
+
+
+def metrics_row(label: str, m: dict) -> str:
+    d = m.get("data", {})
+    n = len(d["datasets"]) if "datasets" in d else "-"
+    steps = f"{d['steps']:,}" if "steps" in d else "-"
+    ratio = m.get("quantization_error_vs_uniform")
+    ratio_text = f"{ratio:.3f}" if ratio is not None else "-"
+    return (
+        f"{label:44s} {n!s:>8s} {steps:>9s} {m['samples']:>8,d}  {m['token_entropy']:7.4f} "
+        f"{m['translation_token_entropy']:7.4f} {m['rotation_token_entropy']:7.4f}  "
+        f"{m['mean_quantization_error']:9.4f} {ratio_text:>9s}"
+    )
+
+
+def summary(grid: ActionGrid, sets: list[tuple[str, dict]], path: str = "") -> str:
+    """The grid's variables with the first set's occupancy, then one metrics row per set."""
     lines = [
-        f"grid: {grid.distribution}, {grid.total_tokens} tokens "
+        f"grid: {path + ' ' if path else ''}({grid.distribution}), {grid.total_tokens} tokens "
         f"(translation {grid.translation_tokens}, rotation {grid.rotation_tokens}, gripper {grid.counts['gripper']})"
     ]
+    prov = grid.provenance
+    if prov.get("datasets"):
+        excl = prov.get("excluded") or []
+        lines.append(
+            f"fitted on {len(prov['datasets'])} dataset(s) of mixture '{prov.get('mixture', '?')}'"
+            + (f" ({len(excl)} excluded: {', '.join(excl)})" if excl else "")
+            + ", weighted as the trainer samples them"
+        )
+    first = sets[0][1] if sets else None
     lines.append(
         f"{'variable':8s} {'mu':>9s} {'sigma':>8s} {'bins':>4s}  {'occ min':>8s} {'occ max':>8s} {'entropy':>7s}  edges"
     )
@@ -30,10 +82,9 @@ def summary(grid: ActionGrid, metrics: dict | None) -> str:
         sigma = f"{gs['sigma']:8.4f}" if gs else f"{'-':>8s}"
         if v in grid.edges:
             e = grid.edges[v]
-            edges = " ".join(f"{x:.3f}" for x in (e if len(e) <= 9 else [*e[:4], np.nan, *e[-4:]])).replace(
-                "nan", "..."
-            )
-            m = (metrics or {}).get("variables", {}).get(v)
+            shown = e if len(e) <= 9 else [*e[:4], np.nan, *e[-4:]]
+            edges = " ".join(f"{x:.3f}" for x in shown).replace("nan", "...")
+            m = (first or {}).get("variables", {}).get(v)
             occ = (
                 f"{m['occupancy_min']:8.4f} {m['occupancy_max']:8.4f} {m['entropy']:7.3f}"
                 if m
@@ -41,91 +92,138 @@ def summary(grid: ActionGrid, metrics: dict | None) -> str:
             )
             lines.append(f"{v:8s} {mu} {sigma} {grid.counts[v]:4d}  {occ}  {edges}")
         else:
-            lines.append(f"{v:8s} {mu} {sigma} {'-':>4s}")
-    if metrics:
+            lines.append(f"{v:8s} {mu} {sigma} {'-':>4s}  (Cartesian marginal: translation is binned as theta/phi/r)")
+    if sets:
+        lines.append(f"(occupancy and entropy above: {sets[0][0]})")
+        lines.append("")
         lines.append(
-            f"token entropy {metrics['token_entropy']:.4f} (translation {metrics['translation_token_entropy']:.4f}, "
-            f"rotation {metrics['rotation_token_entropy']:.4f}); mean quantization error "
-            f"{metrics['mean_quantization_error']:.4f} ({metrics['quantization_error_vs_uniform']:.3f} x uniform grid's)"
+            f"{'metrics on':44s} {'datasets':>8s} {'steps':>9s} {'sample':>8s}  {'token entropy':>7s} "
+            f"{'transl.':>7s} {'rot.':>7s}  {'quant err':>9s} {'x uniform':>9s}"
         )
+        lines += [metrics_row(label, m) for label, m in sets]
+        lines.append(
+            "token entropy: normalized, 1.0 = every token equally used; quant err: mean |decoded - action| over the "
+            "6 movement dimensions; x uniform: that error / a uniform grid's with the same bin counts"
+        )
+    else:
+        lines.append("the grid file stores no metrics (not written by this pipeline): give --data to measure them")
     return "\n".join(lines)
 
 
-def plot(grid: ActionGrid, out_dir: str, values: dict | None, weights, metrics: dict | None) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from scipy.stats import norm
+def plot(grid: ActionGrid, out_dir: str, histograms: list[tuple[str, dict]], sets: list[tuple[str, dict]],
+         per_dataset: dict | None = None) -> list[str]:  # fmt: skip
+    """PNGs: <variable>.png for the 9 variables, occupancy.png (when there are metrics), datasets.png
+    (per-dataset panels, with an export). histograms: [(label, coarse histograms)]."""
+    from grids.plots import dataset_panels_figure, occupancy_figure, png_bytes, variable_figure
 
     os.makedirs(out_dir, exist_ok=True)
     written = []
+
+    def save(fig, name):
+        path = os.path.join(out_dir, name)
+        with open(path, "wb") as f:
+            f.write(png_bytes(fig, dpi=90))
+        written.append(path)
+
     for v in VARIABLES:
-        lo, hi = RANGES[v]
-        fig, ax = plt.subplots(figsize=(7, 3.5))
-        if values is not None:
-            ax.hist(values[v], bins=120, range=(lo, hi), weights=weights, density=True, color="0.75", label="data")
-        gs = grid.gs_params.get(v)
-        if gs:
-            x = np.linspace(lo, hi, 400)
-            ax.plot(
-                x, norm.pdf(x, gs["mu"], gs["sigma"]), color="tab:blue", label=f"N({gs['mu']:.3f}, {gs['sigma']:.3f})"
-            )
-        for e in grid.edges.get(v, []):
-            ax.axvline(e, color="tab:red", lw=0.6, alpha=0.7)
-        ax.set_xlim(lo, hi)
-        ax.set_title(f"{v}: {grid.counts.get(v, 0) or 'no'} bins ({grid.distribution})")
-        ax.legend(loc="upper right", fontsize=8)
-        path = os.path.join(out_dir, f"{v}.png")
-        fig.tight_layout()
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
-        written.append(path)
-    if metrics:
-        fig, axes = plt.subplots(2, 3, figsize=(11, 5))
-        for ax, v in zip(axes.ravel(), (*TRANSLATION, *ROTATION)):
-            occ = metrics["variables"][v]["occupancy"]
-            ax.bar(range(len(occ)), occ, color="tab:green")
-            ax.axhline(1 / len(occ), color="k", lw=0.8, ls="--")
-            ax.set_title(f"{v} bins (entropy {metrics['variables'][v]['entropy']:.3f})", fontsize=9)
-        fig.suptitle(f"bin occupancy; token entropy {metrics['token_entropy']:.3f}")
-        fig.tight_layout()
-        path = os.path.join(out_dir, "occupancy.png")
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
-        written.append(path)
+        data = [(label, h["shares"][v]) for label, h in histograms if v in h["shares"]]
+        save(variable_figure(grid, v, data), f"{v}.png")
+    if sets:
+        save(occupancy_figure(grid, sets), "occupancy.png")
+    if per_dataset:
+        fitted = set(grid.provenance.get("datasets", []))
+        notes = {n: "not in the grid fit" for n in per_dataset if fitted and n not in fitted}
+        save(dataset_panels_figure(grid, per_dataset, notes), "datasets.png")
     return written
+
+
+def export_sets(grid: ActionGrid, out: str) -> tuple[list, list, dict]:
+    """(metrics sets, histograms, per-dataset histograms) of an export's shards: its fitted-on datasets
+    (when it has them all) and all its datasets, by the code the run scores the grid with."""
+    from tqdm import tqdm
+
+    from grids.data import export_fit, read_manifest
+    from grids.metrics import coarse_histograms, fit_metrics
+
+    manifest = read_manifest(out)
+    names = list(manifest["datasets"])
+    fitted = [n for n in grid.provenance.get("datasets", []) if n in manifest["datasets"]]
+    rows = sum(d["num_transitions"] for d in manifest["datasets"].values())
+    bar = tqdm(total=rows, unit="steps", desc=f"reading {out}", disable=not sys.stderr.isatty(), leave=False)
+    sets, hists = [], []
+    try:
+        every = export_fit(out, names, on_shard=lambda _, n: bar.update(n))
+    finally:
+        bar.close()
+    if fitted and len(fitted) == len(grid.provenance["datasets"]) and len(fitted) < len(names):
+        weights = grid.provenance.get("effective_weights") or None
+        sub = export_fit(out, fitted, weights)
+        sets.append((f"export: fitted-on datasets ({len(fitted)})", fit_metrics(grid, sub.fit, fitted, sub.steps)))
+    label = f"export: all datasets ({len(names)})" if fitted and len(fitted) < len(names) else "export: its datasets"
+    if fitted and len(fitted) == len(names):
+        label = f"export: all datasets ({len(names)}) = fitted-on"
+    m = fit_metrics(grid, every.fit, names, every.steps)
+    sets.append((label, m))
+    hists.append((label, m["histograms"]))
+    per_dataset = {n: coarse_histograms(dict(zip(VARIABLES, every.parts[n].histograms()))) for n in names}
+    return sets, hists, per_dataset
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m grids.inspect", description=__doc__.split("\n\n")[0])
-    p.add_argument("grid", help="a grid file (OUT/grids/<mixture>.json)")
+    p.add_argument("grid", help="a grid file (OUT/grids/<mixture>.json), or an output directory: its grid")
     p.add_argument("--data", help="an output directory (its shards) or a .npy of normalized actions [N, 7]")
-    p.add_argument("--out", help="directory for the PNG plots (default: <grid>_plots)")
+    p.add_argument("--out", help="directory for the PNG plots (default: <grid>_plots beside the grid file)")
     args = p.parse_args(argv)
     try:
-        grid = ActionGrid.load(args.grid)
+        path = resolve_grid(args.grid)
+        grid = ActionGrid.load(path)
     except GridFileError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    values = weights = metrics = None
+    stored = grid.metrics if grid.metrics and "token_entropy" in grid.metrics else None
+    sets = [(STORED, stored)] if stored else []
+    histograms = [(STORED, stored["histograms"])] if stored and "histograms" in stored else []
+    per_dataset = None
     if args.data:
-        from grids.data import load_actions
-        from grids.fit import variables
-        from grids.metrics import grid_metrics
-
         try:
-            actions, weights = load_actions(args.data)
+            if args.data.endswith(".npy"):
+                data_sets, data_hists = npy_sets(grid, args.data)
+            else:
+                data_sets, data_hists, per_dataset = export_sets(grid, args.data)
         except (ValueError, OSError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-        metrics = grid_metrics(grid, actions, weights)
-        values = dict(zip(VARIABLES, variables(actions).T))
-    print(summary(grid, metrics))
-    out = args.out or os.path.splitext(args.grid)[0] + "_plots"
-    written = plot(grid, out, values, weights, metrics)
+        sets += data_sets
+        histograms += data_hists
+    print(summary(grid, sets, path))
+    if stored and "histograms" not in stored:
+        print("(this grid file has no stored data histograms: written by an older version; give --data to plot data)")
+    out = args.out or os.path.splitext(path)[0] + "_plots"
+    written = plot(grid, out, histograms, sets, per_dataset)
     print(f"wrote {len(written)} plots to {out}")
+    if not args.data and files.isdir(args.grid):
+        print(f"(add --data {args.grid} for the metrics and histograms of the export's own shards)")
     return 0
+
+
+def npy_sets(grid: ActionGrid, path: str) -> tuple[list, list]:
+    from grids.data import load_actions
+    from grids.fit import FINE, variables
+    from grids.metrics import coarse_histograms, grid_metrics
+
+    actions, weights = load_actions(path)
+    m = grid_metrics(grid, actions, weights)
+    m["data"] = {"datasets": [os.path.basename(path)], "steps": len(actions), "sample_steps": len(actions)}
+    v = variables(actions)
+    fine = {}
+    for j, name in enumerate(VARIABLES):
+        lo, hi = RANGES[name]
+        cell = np.clip(((v[:, j] - lo) / (hi - lo) * FINE).astype(np.int64), 0, FINE - 1)
+        fine[name] = np.bincount(cell, weights=weights, minlength=FINE)
+    m["histograms"] = coarse_histograms(fine)
+    label = f"{os.path.basename(path)} (weighted equally)"
+    return [(label, m)], [(label, m["histograms"])]
 
 
 if __name__ == "__main__":

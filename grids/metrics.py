@@ -1,12 +1,24 @@
-"""How well a grid fits data: bin occupancy, token entropy, quantization error vs a uniform grid."""
+"""How well a grid fits data: bin occupancy, token entropy, quantization error vs a uniform grid.
+
+One code path for every place that scores a grid: the run (written into the grid file),
+`grids.inspect` (the stored metrics, and the same computation on an export's shards) and the
+report. Metrics are measured on a MixtureFit's sample (grids/fit.py: at most SAMPLE steps picked
+by a hash of (episode id, step), each weighted as the trainer samples it), so the same datasets
+give the same sample and the same numbers wherever they are computed. Beside them, the data's
+histograms per variable on HIST_BINS fixed bins: what the grid file keeps of the data it was
+fitted on, for plots without the shards.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from grids.grid import ROTATION, TRANSLATION, ActionGrid, uniform_grid
+from grids.fit import FINE, MixtureFit
+from grids.grid import RANGES, ROTATION, TRANSLATION, VARIABLES, ActionGrid, uniform_grid
 from grids.spherical import to_spherical
 from grids.tokenizer import ActionTokenizer
+
+HIST_BINS = 128  # a divisor of FINE: the stored histograms are exact sums of the fit's fine cells
 
 
 def normalized_entropy(counts: np.ndarray) -> float:
@@ -60,3 +72,26 @@ def grid_metrics(grid: ActionGrid, actions: np.ndarray, weights: np.ndarray | No
         "quantization_error_vs_uniform": error / uniform_error if uniform_error > 0 else None,
         "variables": per_variable,
     }
+
+
+def coarse_histograms(fine: dict, bins: int = HIST_BINS) -> dict:
+    """Weighted fine histograms (variable -> FINE cells over RANGES[variable]) -> {"bins", "ranges",
+    "shares": variable -> share of the weight per bin (4 significant digits: compact, and a tail of
+    1e-6 stays visible on a log scale)}."""
+    if FINE % bins:
+        raise ValueError(f"bins must divide {FINE}, got {bins}")
+    shares = {}
+    for v in VARIABLES:
+        h = np.asarray(fine[v], np.float64).reshape(bins, FINE // bins).sum(axis=1)
+        total = h.sum()
+        shares[v] = [float(f"{x:.4g}") for x in (h / total if total > 0 else h)]
+    return {"bins": bins, "ranges": {v: list(RANGES[v]) for v in VARIABLES}, "shares": shares}
+
+
+def fit_metrics(grid: ActionGrid, fit: MixtureFit, datasets: list[str], steps: int) -> dict:
+    """The grid's metrics on a fit's sample, with what the sample is and the data's histograms: what
+    the run writes into the grid file and what `grids.inspect --data` computes from an export."""
+    metrics = grid_metrics(grid, fit.sample_actions, fit.sample_weight)
+    metrics["data"] = {"datasets": list(datasets), "steps": int(steps), "sample_steps": int(len(fit.sample_actions))}
+    metrics["histograms"] = coarse_histograms(fit.histograms)
+    return metrics

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from grids.fit import mixture_fit
 from grids.grid import ActionGrid, GridFileError, empirical_grid, grid_from_gaussians, uniform_grid
-from grids.metrics import grid_metrics
+from grids.metrics import fit_metrics, grid_metrics
 from manifests.weights import effective_weights
 from pipeline import __version__
 from pipeline.context import RunContext, RunError, log
@@ -27,6 +27,7 @@ def fit_datasets(ctx: RunContext) -> list[str]:
 def run(ctx: RunContext, stats: dict) -> ActionGrid:
     from beam_jobs.collect import run_and_collect
     from beam_jobs.grid_fit import build_grid_fit
+    from beam_jobs.progress import stage_progress, total_episodes
     from sources.episodes import plan_reads
 
     names = fit_datasets(ctx)
@@ -37,14 +38,16 @@ def run(ctx: RunContext, stats: dict) -> ActionGrid:
     log(f"grids: fitting on {len(names)} dataset(s) weighted as the trainer samples them")
 
     tasks = plan_reads({n: ctx.datasets[n] for n in names}, ctx.options.split, ctx.options.max_episodes)
-    parts = run_and_collect(
-        lambda p: build_grid_fit(p, tasks, ctx.configs, stats, mode, ctx.options.seed),
-        ctx.beam_args,
-        ctx.path(".work", "grids", "fit.pkl"),
-        key=lambda r: r[0],
-    )
+    with stage_progress("grids", total_episodes(tasks), ctx.beam_args):
+        parts = run_and_collect(
+            lambda p: build_grid_fit(p, tasks, ctx.configs, stats, mode, ctx.options.seed),
+            ctx.beam_args,
+            ctx.path(".work", "grids", "fit.pkl"),
+            key=lambda r: r[0],
+        )
+    parts = dict(parts)
     try:
-        fit = mixture_fit(dict(parts), step_weight)
+        fit = mixture_fit(parts, step_weight)
     except ValueError:
         raise RunError("grids: no actions to fit the grid on") from None
     gs = fit.gs_params
@@ -67,7 +70,8 @@ def run(ctx: RunContext, stats: dict) -> ActionGrid:
     }
     grid = candidates[ctx.options.grid_fit]
     sample, sample_w = fit.sample_actions, fit.sample_weight
-    grid.metrics = grid_metrics(grid, sample, sample_w)
+    # one code path with grids.inspect: the fit's sample of the fitted-on datasets, and their histograms
+    grid.metrics = fit_metrics(grid, fit, names, sum(parts[n].steps for n in names if n in parts))
     grid.metrics["comparison"] = {
         name: {
             k: m[k]
