@@ -8,6 +8,7 @@ from __future__ import annotations
 import apache_beam as beam
 
 from beam_jobs.combines import CombinePerDataset, Partial, grouped_tasks
+from beam_jobs.progress import Ticker
 from beam_jobs.reading import TaskReaderFn
 from transforms.statistics import DatasetStatistics
 
@@ -17,6 +18,7 @@ class ReadStatisticsFn(TaskReaderFn):
 
     def __init__(self, configs: dict):
         super().__init__(configs, proprio=True)
+        self.ticker = Ticker("stats")
 
     def process(self, element):
         group, task = element
@@ -24,6 +26,7 @@ class ReadStatisticsFn(TaskReaderFn):
         acc = DatasetStatistics()
         for ep in episodes:
             acc.add_episode(ep.action, ep.proprio)
+        self.ticker(len(episodes), sum(ep.num_steps for ep in episodes))
         yield (task.dataset, group), Partial(acc.flush(), problems)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import apache_beam as beam
 import numpy as np
 
+from beam_jobs.progress import Ticker
 from beam_jobs.shard_writing import EncodedTask
 from depth.codec import depth_to_uint16_mm, encode_depth
 
@@ -29,6 +30,7 @@ def estimator(model_dir: str | None, backend: str):
 class TaskDepthFn(beam.DoFn):
     def __init__(self, model_dir: str | None, backend: str, frames_per_batch: int):
         self.model_dir, self.backend, self.frames_per_batch = model_dir, backend, frames_per_batch
+        self.ticker = Ticker("depth")
 
     def setup(self):
         self.estimator = estimator(self.model_dir, self.backend)
@@ -44,6 +46,7 @@ class TaskDepthFn(beam.DoFn):
                 e.columns["depth"] = [encode_depth(d) for d in depth_to_uint16_mm(depth[start : start + t])]
                 e.pixels = None
                 start += t
+        self.ticker(len(encoded.episodes), sum(e.num_steps for e in encoded.episodes))
         yield encoded
 
 

@@ -11,6 +11,7 @@ import functools
 import apache_beam as beam
 
 from beam_jobs.combines import CombinePerDataset, Partial, grouped_tasks
+from beam_jobs.progress import Ticker
 from beam_jobs.reading import TaskReaderFn
 from grids.fit import FitAccumulator
 from transforms.normalize import normalize
@@ -22,6 +23,7 @@ class ReadFitFn(TaskReaderFn):
     def __init__(self, configs: dict, stats: dict, normalization: str, seed: int):
         super().__init__(configs)
         self.stats, self.normalization, self.seed = stats, normalization, seed
+        self.ticker = Ticker("grids")
 
     def process(self, element):
         group, task = element
@@ -29,6 +31,7 @@ class ReadFitFn(TaskReaderFn):
         acc = FitAccumulator(self.seed)
         for ep in episodes:
             acc.add(normalize(ep.action, self.stats[ep.dataset]["action"], self.normalization), ep.episode_id)
+        self.ticker(len(episodes), sum(ep.num_steps for ep in episodes))
         yield (task.dataset, group), Partial(acc, problems)
 
 

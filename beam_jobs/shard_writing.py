@@ -18,7 +18,7 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 
-from beam_jobs.progress import Progress
+from beam_jobs.progress import Ticker
 from beam_jobs.reading import TaskReaderFn, task_name, worker_id
 from grids.grid import ActionGrid
 from grids.tokenizer import ActionTokenizer
@@ -130,11 +130,11 @@ class ReadEncodeFn(TaskReaderFn):
         super().__init__(configs, images=True, proprio=True, seed=seed)
         self.encoding = encoding
         self.total = total_episodes
+        self.ticker = Ticker("export")
 
     def setup(self):
         super().setup()
         self.tokenizer = ActionTokenizer(ActionGrid.from_json(self.encoding.grid_json))
-        self.progress = Progress("export", self.total)
 
     def process(self, task: ReadTask):
         episodes, problems = self.read(task)
@@ -144,7 +144,7 @@ class ReadEncodeFn(TaskReaderFn):
                 encoded.append(self.encoding.encode(self.tokenizer, ep, self.configs[ep.dataset]))
             except FrameError as e:  # the episode is skipped and counted, the rest of the task goes on
                 problems.append(problem(task.dataset, task.shard.path, f"bad image: {e}", ep.episode_id))
-        self.progress.update(len(encoded), sum(e.num_steps for e in encoded))
+        self.ticker(len(encoded), sum(e.num_steps for e in encoded))
         yield EncodedTask(task.dataset, task_name(task), encoded, problems)
 
 

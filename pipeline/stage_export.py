@@ -135,9 +135,10 @@ def run(ctx: RunContext, stats: dict, grid: ActionGrid, depth: bool) -> dict:
 
     t0 = time.perf_counter()
     if todo:
-        run_and_collect(
-            encode, ctx.beam_args, files.join(work, "parts.pkl"), key=lambda i: (i["task"], i["path"] or "")
-        )
+        with export_progress(ctx, work, total, len(todo), len(done), depth_info is not None):
+            run_and_collect(
+                encode, ctx.beam_args, files.join(work, "parts.pkl"), key=lambda i: (i["task"], i["path"] or "")
+            )
     indexes = read_part_indexes(work)
     for index in indexes:
         ctx.report.add_problems(index["problems"])
@@ -172,6 +173,22 @@ def run(ctx: RunContext, stats: dict, grid: ActionGrid, depth: bool) -> dict:
         files.remove(path)
     files.remove(ctx.path(".work"))  # parts are only needed to resume this export
     return {"shards": len(shards), "bytes": sum(s["bytes"] for s in shards)}
+
+
+def export_progress(ctx: RunContext, work: str, episodes: int, tasks: int, done: int, depth: bool):
+    """The export's (and depth's) progress; out of process, counted from the part indexes written."""
+    import contextlib
+
+    from beam_jobs.progress import runs_in_process, stage_progress
+
+    def finished() -> int:
+        return len(files.glob(files.join(work, "*.json"))) - done
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(stage_progress("export", episodes, ctx.beam_args, poll=finished, poll_total=tasks))
+    if depth and runs_in_process(ctx.beam_args):  # out of process, the part files count both
+        stack.enter_context(stage_progress("depth", episodes, ctx.beam_args))
+    return stack
 
 
 def schema_for(cfg, depth: bool, text: bool, proprio: int = 0):

@@ -21,6 +21,7 @@ def cache_path(ctx: RunContext, name: str) -> str:
 def run(ctx: RunContext) -> dict:
     from beam_jobs.collect import run_and_collect
     from beam_jobs.dataset_statistics import build_statistics
+    from beam_jobs.progress import stage_progress, total_episodes
     from sources.episodes import plan_reads
 
     stats, todo = {}, {}
@@ -41,12 +42,13 @@ def run(ctx: RunContext) -> dict:
     if todo:
         log(f"stats: computing statistics of {len(todo)} dataset(s) (actions only, no image decoded)")
         tasks = plan_reads({n: ctx.datasets[n] for n in todo}, ctx.options.split, ctx.options.max_episodes)
-        records = run_and_collect(
-            lambda p: build_statistics(p, tasks, ctx.configs),
-            ctx.beam_args,
-            ctx.path(".work", "stats", "statistics.pkl"),
-            key=lambda r: r[0],
-        )
+        with stage_progress("stats", total_episodes(tasks), ctx.beam_args):
+            records = run_and_collect(
+                lambda p: build_statistics(p, tasks, ctx.configs),
+                ctx.beam_args,
+                ctx.path(".work", "stats", "statistics.pkl"),
+                key=lambda r: r[0],
+            )
         for name, value, problems, notes in records:
             problems = problems + [problem(name, ctx.datasets[name].directory, note, None, 0) for note in notes]
             ctx.report.add_problems(problems)
