@@ -1,10 +1,26 @@
-"""report.json: what was read, what was dropped and why. Deterministic (no timestamps)."""
+"""The run's report: report.json (what was read, what was dropped and why; deterministic: no
+timestamps, byte-identical between identical runs), timings.json (the stages' wall times: the one
+file that differs between identical runs) and report.html (both, with plots, for a person).
+
+    python -m pipeline.report OUT      # (re)build OUT/report.html from what OUT holds
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
+import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+
+TIMINGS_FILE = "timings.json"
+HTML_FILE = "report.html"
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """'1 problem', '2 problems', '1 dataset'; `many` for irregular plurals."""
+    return f"{n:,} {word if n == 1 else many or word + 's'}"
 
 
 @dataclass
@@ -14,6 +30,7 @@ class Report:
     problems: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # e.g. "depth skipped: ..."
     not_sampled: Counter = field(default_factory=Counter)  # dataset -> steps kept for chunks, never sampled
+    timings: list[dict] = field(default_factory=list)  # per stage run: wall seconds (timings.json, not report.json)
 
     def add_problems(self, records) -> None:
         seen = {json.dumps(p, sort_keys=True) for p in self.problems}
@@ -27,8 +44,25 @@ class Report:
     def dropped(self) -> list[dict]:
         return [p for p in self.problems if p["episodes_lost"] > 0]
 
+    @property
+    def kept_with_notes(self) -> list[dict]:
+        """Problems that lost nothing (e.g. a missing instruction, an outlier): flagged, the episode kept."""
+        return [p for p in self.problems if p["episodes_lost"] == 0]
+
     def episodes_lost(self) -> int:
         return sum(p["episodes_lost"] for p in self.problems)
+
+    @contextlib.contextmanager
+    def timed(self, stage: str):
+        """Record a stage's wall time (into timings.json; report.json stays free of times)."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings.append({"stage": stage, "seconds": round(time.perf_counter() - t0, 3)})
+
+    def timings_dict(self, total_seconds: float, runner: str) -> dict:
+        return {"stages": self.timings, "total_seconds": round(total_seconds, 3), "runner": runner}
 
     def to_dict(self) -> dict:
         by_dataset = defaultdict(lambda: {"episodes_lost": 0, "reasons": Counter()})
@@ -57,3 +91,47 @@ class Report:
         p = min(self.problems, key=lambda p: (p["dataset"], p["file"], p["episode_id"] or ""))
         ep = f" episode {p['episode_id']}" if p["episode_id"] else ""
         return f"dataset '{p['dataset']}' file {p['file']}{ep}: {p['reason']}"
+
+    def summary_lines(self, report_path: str) -> list[str]:
+        """What was dropped and what was kept with notes, for the run's closing summary."""
+        lines = []
+        if self.dropped:
+            lines.append(
+                f"  dropped: {plural(self.episodes_lost(), 'episode')} "
+                f"({plural(len(self.dropped), 'problem')}; see {report_path})"
+            )
+            reasons: dict[str, int] = {}
+            for p in self.dropped:
+                key = f"{p['dataset']}: {p['reason'].split(' (')[0]}"
+                reasons[key] = reasons.get(key, 0) + p["episodes_lost"]
+            lines += [f"    {n} x {k}" for k, n in sorted(reasons.items())[:10]]
+        else:
+            lines.append("  dropped: nothing")
+        kept = self.kept_with_notes
+        if kept:
+            reasons = Counter(p["reason"] for p in kept)
+            top = ", ".join(f"{n} x {r}" for r, n in sorted(reasons.items(), key=lambda x: (-x[1], x[0]))[:3])
+            more = f", {len(reasons) - 3} more kind(s)" if len(reasons) > 3 else ""
+            lines.append(f"  kept with notes: {plural(len(kept), 'problem')} ({top}{more}; see {report_path})")
+        return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m pipeline.report", description="(Re)build OUT/report.html.")
+    p.add_argument("out", help="a run's output directory (holds report.json; manifest.json when it exported)")
+    args = p.parse_args(argv)
+    from pipeline.report_html import ReportInputError, write_report
+
+    try:
+        path = write_report(args.out)
+    except ReportInputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -23,6 +23,7 @@ from pipeline import ownership, stage_export, stage_grids, stage_stats
 from pipeline.context import RunContext, RunError, StrictError, log
 from pipeline.options import UsageError, parse_options
 from pipeline.plan import make_plan
+from pipeline.report import plural
 from shards.manifest import REPORT_FILE
 from storage import files
 from storage.jsonio import write_json
@@ -44,8 +45,10 @@ def check_out_dir(out: str) -> None:
 
 def make_context(plan) -> RunContext:
     if plan.missing:
+        first = plan.missing[0]["error"]
         more = f" (and {len(plan.missing) - 1} more)" if len(plan.missing) > 1 else ""
-        raise RunError(f"{plan.missing[0]['error']}{more}; fetch it or leave it out with --datasets")
+        hint = "; give a --split it has" if "split '" in first else "; fetch it or leave it out with --datasets"
+        raise RunError(f"{first}{more}{hint}")
     check_out_dir(plan.options.out or plan.out)
     ownership.check_mixture(plan.out, plan.mixture.name)
     return RunContext(plan)
@@ -53,13 +56,35 @@ def make_context(plan) -> RunContext:
 
 def run_stages(ctx: RunContext) -> dict:
     stages = ctx.options.stages
-    stats = stage_stats.run(ctx) if "stats" in stages else stage_stats.load(ctx)
+    timed = ctx.report.timed  # wall times: into timings.json and report.html, never report.json
+    with timed("stats"):
+        stats = stage_stats.run(ctx) if "stats" in stages else stage_stats.load(ctx)
     grid = None
     if "grids" in stages:
-        grid = stage_grids.run(ctx, stats)
+        with timed("grids"):
+            grid = stage_grids.run(ctx, stats)
     elif "export" in stages:
         grid = stage_grids.load(ctx, stats)
-    return stage_export.run(ctx, stats, grid, depth="depth" in stages) if "export" in stages else {}
+    if "export" not in stages:
+        return {}
+    with timed("export (with depth)" if "depth" in stages else "export"):
+        return stage_export.run(ctx, stats, grid, depth="depth" in stages)
+
+
+def write_reports(ctx: RunContext, seconds: float) -> None:
+    """report.json (deterministic), timings.json (wall times) and report.html (both, for a person)."""
+    from pipeline.report import HTML_FILE, TIMINGS_FILE
+
+    write_json(ctx.path(REPORT_FILE), ctx.report.to_dict())
+    runner = next((a.split("=", 1)[1] for a in ctx.beam_args if a.startswith("--runner=")), "DirectRunner")
+    write_json(ctx.path(TIMINGS_FILE), ctx.report.timings_dict(seconds, runner))
+    try:
+        from pipeline.report_html import write_report
+
+        write_report(ctx.out)
+    except Exception as e:  # the data is written; a page that fails must not fail the run
+        log(f"warning: {ctx.path(HTML_FILE)} not written ({type(e).__name__}: {e}); "
+            f"rebuild it with: python -m pipeline.report {ctx.out}")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     log(
-        f"mixture '{ctx.mixture.name}': {len(ctx.datasets)} datasets, stages {','.join(options.stages)}, "
+        f"mixture '{ctx.mixture.name}': {plural(len(ctx.datasets), 'dataset')}, stages {','.join(options.stages)}, "
         f"output {ctx.out}"
     )
     try:
@@ -86,10 +111,10 @@ def main(argv: list[str] | None = None) -> int:
                     ctx.beam_args = tuple(beam_args)
                     summary = run_stages(ctx)
             except StrictError as e:
-                write_json(ctx.path(REPORT_FILE), ctx.report.to_dict())
+                write_reports(ctx, time.time() - t0)
                 print(f"error: {e}", file=sys.stderr)
                 return 1
-            write_json(ctx.path(REPORT_FILE), ctx.report.to_dict())
+            write_reports(ctx, time.time() - t0)
     except RunError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -115,27 +140,18 @@ def out_of_space(e: BaseException) -> bool:
 def print_summary(ctx: RunContext, summary: dict, seconds: float) -> None:
     r = ctx.report
     lines = [
-        f"done in {seconds:.1f}s: {len(ctx.datasets)} datasets, {sum(r.episodes_read.values())} episodes, "
-        f"{sum(r.steps_read.values())} steps"
+        f"done in {seconds:.1f}s: {plural(len(ctx.datasets), 'dataset')}, "
+        f"{plural(sum(r.episodes_read.values()), 'episode')}, {plural(sum(r.steps_read.values()), 'step')}"
     ]
     if summary:
         lines.append(f"  shards: {summary['shards']} ({summary['bytes'] / 1e6:.1f} MB) -> {ctx.path('manifest.json')}")
-    if r.dropped:
-        lines.append(
-            f"  dropped: {r.episodes_lost()} episodes ({len(r.dropped)} problems; see {ctx.path(REPORT_FILE)})"
-        )
-        reasons: dict[str, int] = {}
-        for p in r.dropped:
-            key = f"{p['dataset']}: {p['reason'].split(' (')[0]}"
-            reasons[key] = reasons.get(key, 0) + p["episodes_lost"]
-        lines += [f"    {n} x {k}" for k, n in sorted(reasons.items())[:10]]
-    else:
-        lines.append("  dropped: nothing")
+    lines += r.summary_lines(ctx.path(REPORT_FILE))
     for name, n in sorted(r.not_sampled.items()):
         if n:
             lines.append(f"  note: {name}: {n} step(s) that do not move are kept for action chunks, never sampled")
     for note in r.notes:
         lines.append(f"  note: {note}")
+    lines.append(f"  report: {ctx.path('report.html')} (open it in a browser)")
     print("\n".join(lines))
 
 
