@@ -56,7 +56,6 @@ def build_parser() -> argparse.ArgumentParser:
         "(statistics -> action grids -> depth -> Arrow export).",
         epilog="Arguments after `--` are Beam pipeline options, e.g. "
         "`-- --runner=DataflowRunner --project=P --region=R --temp_location=gs://B/tmp`.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--mixture", help="a named mixture (e.g. oxe_magic_soup) or a mixture YAML file")
@@ -67,10 +66,18 @@ def build_parser() -> argparse.ArgumentParser:
         "default: the built-in sample corpus",
     )
     p.add_argument("--out", help="output directory, local or a URL (default: ./output/<mixture>)")
-    p.add_argument("--split", default="train", help="TFDS split spec: train, train[:10%%], train[5:20], train+val")
+    p.add_argument(
+        "--split",
+        default="train",
+        help="TFDS split spec: train, train[:10%%], train[5:20], train+val (default: %(default)s)",
+    )
     p.add_argument("--max-episodes", type=int, help="read at most N episodes per dataset")
-    p.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {','.join(STAGES)}")
-    p.add_argument("--image-size", type=int, default=224, help="side of the exported square images, pixels")
+    p.add_argument(
+        "--stages", default=",".join(STAGES), help=f"comma-separated subset of {','.join(STAGES)} (default: all)"
+    )
+    p.add_argument(
+        "--image-size", type=int, default=224, help="side of the exported square images, pixels (default: %(default)s)"
+    )
     depth = p.add_mutually_exclusive_group()
     depth.add_argument("--depth-model", help="local ZoeDepth checkpoint directory (default: the HF cache)")
     depth.add_argument("--no-depth", action="store_true", help="skip the depth stage")
@@ -78,22 +85,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--depth-backend",
         choices=tuple(DEPTH_BACKENDS),
         default="transformers",
-        help="ZoeDepth implementation: transformers' or the original through torch.hub",
+        help="ZoeDepth implementation: transformers' or the original through torch.hub (default: %(default)s)",
     )
     p.add_argument(
         "--grid-fit",
         choices=tuple(GRID_FITS),
         default="gaussian",
-        help="grid edges from fitted Gaussians (SpatialVLA) or the data's own quantiles",
+        help="grid edges from fitted Gaussians (SpatialVLA) or the data's own quantiles (default: %(default)s)",
     )
     p.add_argument(
         "--grid-exclude",
         help="comma-separated datasets left out of the grid fit, or 'none' "
         "(default: the registry's list, SpatialVLA's)",
     )
-    p.add_argument("--shard-mb", type=float, default=256, help="target size of an output shard, MB")
     p.add_argument(
-        "--normalization", choices=tuple(NORMALIZATIONS), default="bounds_q99", help="action normalization mode"
+        "--shard-mb", type=float, default=256, help="target size of an output shard, MB (default: %(default)s)"
+    )
+    p.add_argument(
+        "--normalization",
+        choices=tuple(NORMALIZATIONS),
+        default="bounds_q99",
+        help="action normalization mode (default: %(default)s)",
     )
     p.add_argument(
         "--text-tokenizer",
@@ -105,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         help="seed of the pipeline's random choices (DROID's camera per episode, the grid-metrics sample); "
-        "same seed: same bytes",
+        "same seed: same bytes (default: %(default)s)",
     )
     p.add_argument("--strict", action="store_true", help="any dropped episode or corrupt input fails the run")
     p.add_argument("--dry-run", action="store_true", help="print the resolved plan as JSON and exit")
@@ -114,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--runner",
         choices=("direct", "dask"),
         default="direct",
-        help="Beam's DirectRunner in this process, or Beam's DaskRunner on dask.distributed",
+        help="Beam's DirectRunner in this process, or Beam's DaskRunner on dask.distributed (default: %(default)s)",
     )
     engine.add_argument(
         "--dask-address",

@@ -497,10 +497,21 @@ def write_dataset(cfg, schema: dict, out_dir: Path, episodes: int) -> Path:
     return path
 
 
+def quiet_tfds() -> None:
+    """TFDS writes with TensorFlow, which logs its CPU features at start, and warns "Variant folder ...
+    has no dataset_info.json" once per dataset while it writes that very file: noise, not news."""
+    import logging
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # read when TensorFlow loads
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # its notice is printed whatever the level; no math here
+    logging.getLogger("absl").setLevel(logging.ERROR)
+
+
 def generate(
     out_dir: str | Path, episodes: int = DEFAULT_EPISODES, names: list[str] | None = None, verbose: bool = True
 ) -> Path:
     """Write the sample datasets (all registry datasets, or `names`) under out_dir."""
+    quiet_tfds()
     import tensorflow_datasets as tfds
 
     if episodes < 1:
