@@ -10,7 +10,8 @@ when one is asked for and none is given.
 
 What some runners need is added here: the DaskRunner packs up to 128 elements into one partition
 unless told otherwise, so each read task gets a partition of its own (--dask_partition_size=1)
-and the work spreads over the workers.
+and the work spreads over the workers; the DirectRunner's local worker processes (multi_processing)
+log at ERROR only, since they write into the run's own terminal.
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ def with_runner_defaults(beam_args: Sequence[str]) -> list[str]:
         a.startswith(("--dask_partition_size", "--dask_npartitions")) for a in args
     ):
         args.append("--dask_partition_size=1")
+    if "--direct_running_mode=multi_processing" in args and not any(
+        a.startswith("--default_sdk_harness_log_level") for a in args
+    ):  # the local worker processes write to the run's terminal: their INFO lines about channels are noise
+        args.append("--default_sdk_harness_log_level=ERROR")
     return args
 
 

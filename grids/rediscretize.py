@@ -186,7 +186,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     new = fit_like(base, actions, weights, args.fit)
-    new.metrics = grid_metrics(new, actions, weights)
+    if args.data and not args.data.endswith(".npy"):  # an export: scored as the run scores its grid
+        from grids.data import export_fit
+        from grids.metrics import fit_metrics
+
+        scored = export_fit(args.data)
+        new.metrics = fit_metrics(new, scored.fit, scored.datasets, scored.steps)
+        actions, weights = scored.fit.sample_actions, scored.fit.sample_weight
+    else:
+        new.metrics = grid_metrics(new, actions, weights)
     files.write_bytes(args.out, new.dumps().encode())
     map_path = args.map or args.out.rsplit(".json", 1)[0] + "_embedding_map.npz"
     with files.open_file(map_path, "wb") as f:

@@ -16,6 +16,34 @@ from dataclasses import dataclass, field
 
 TIMINGS_FILE = "timings.json"
 HTML_FILE = "report.html"
+TIMINGS_BEGIN, TIMINGS_END = "<!-- timings: begin -->", "<!-- timings: end -->"  # report.html's one varying part
+
+
+def output_digests(out) -> dict:
+    """sha256 of what must be identical in a local output directory (comparable_bytes), by relative path;
+    the statistics cache (.cache) is left out: it holds what earlier runs computed."""
+    import hashlib
+    from pathlib import Path
+
+    out = Path(out)
+    digests = {}
+    for p in sorted(out.rglob("*")):
+        if p.is_file() and ".cache" not in p.relative_to(out).parts:
+            data = comparable_bytes(p.name, p.read_bytes())
+            if data is not None:
+                digests[str(p.relative_to(out))] = hashlib.sha256(data).hexdigest()
+    return digests
+
+
+def comparable_bytes(name: str, data: bytes) -> bytes | None:
+    """What of an output file must be byte-identical between identical runs (any runner, any output
+    directory): all of it, but none of timings.json and not report.html's timings section."""
+    if name == TIMINGS_FILE:
+        return None
+    if name == HTML_FILE and TIMINGS_BEGIN.encode() in data:
+        a, b = data.index(TIMINGS_BEGIN.encode()), data.index(TIMINGS_END.encode())
+        return data[:a] + data[b:]
+    return data
 
 
 def plural(n: int, word: str, many: str | None = None) -> str:

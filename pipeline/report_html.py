@@ -27,7 +27,7 @@ import numpy as np
 
 from grids.grid import RANGES, VARIABLES, ActionGrid, GridFileError
 from pipeline import __version__
-from pipeline.report import HTML_FILE, TIMINGS_FILE, plural
+from pipeline.report import HTML_FILE, TIMINGS_BEGIN, TIMINGS_END, TIMINGS_FILE, plural
 from pipeline.report_svg import Marker, Panel, panels_svg
 from shards.manifest import MANIFEST_FILE, REPORT_FILE, STATISTICS_FILE, shard_path
 from storage import files
@@ -37,7 +37,6 @@ MAX_ROWS = 200_000  # steps per dataset read for the action histograms
 EPISODES_SHOWN = 3  # episodes per dataset in the frame strip
 THUMB = 160  # largest side of a frame on the page, pixels
 BINS = 60  # per action dimension
-TIMINGS_BEGIN, TIMINGS_END = "<!-- timings: begin -->", "<!-- timings: end -->"
 DIMS = ("x", "y", "z", "roll", "pitch", "yaw", "gripper")
 RAW_LABELS = (
     "Δx (dataset's units)",
@@ -114,7 +113,7 @@ class EpisodeFrames:
     episode_id: str
     instruction: str
     length: int
-    frames: list[tuple[int, bytes, bytes | None]]  # (step, JPEG thumbnail, depth PNG or None)
+    frames: list[tuple[int, bytes, tuple[bytes, str] | None]]  # (step, JPEG thumbnail, (depth PNG, its range))
 
 
 @dataclass
@@ -206,8 +205,8 @@ def thumbnail(jpeg: bytes) -> bytes:
         return buf.getvalue()
 
 
-def depth_image(png16: bytes | None) -> bytes | None:
-    """A stored depth frame (uint16 mm) as a colour PNG: near = bright, invalid = black."""
+def depth_image(png16: bytes | None) -> tuple[bytes, str] | None:
+    """A stored depth frame (uint16 mm) as a colour PNG (near = bright, invalid = black) and its range."""
     if png16 is None:
         return None
     from matplotlib import colormaps
@@ -218,7 +217,9 @@ def depth_image(png16: bytes | None) -> bytes | None:
     mm = decode_depth(png16).astype(np.float64)
     valid = mm > 0
     rgb = np.zeros((*mm.shape, 3), np.uint8)
+    span = "no valid depth"
     if valid.any():
+        span = f"{mm[valid].min() / 1000:.2f}–{mm[valid].max() / 1000:.2f} m"
         lo, hi = np.percentile(mm[valid], [2, 98])
         t = np.clip((mm - lo) / max(hi - lo, 1.0), 0, 1)
         rgb = (colormaps["magma"](1 - t)[..., :3] * 255).astype(np.uint8)
@@ -228,7 +229,7 @@ def depth_image(png16: bytes | None) -> bytes | None:
         im.thumbnail((THUMB, THUMB))
     buf = io.BytesIO()
     im.save(buf, format="PNG")
-    return buf.getvalue()
+    return buf.getvalue(), span
 
 
 # ------------------------------------------------------------------ plots
@@ -421,8 +422,8 @@ def header_section(inp: Inputs) -> str:
         )
     return (
         f"<header><h1>Dataset card: {esc(mixture)}</h1>"
-        f'<p class="sub">spatial-action-pipeline {esc(m.get("tool_version", __version__))} — output '
-        f'<code>{esc(inp.out)}</code></p>{banner}<div class="facts">{cells}</div></header>'
+        f'<p class="sub">Written by spatial-action-pipeline {esc(m.get("tool_version", __version__))} into the '
+        f'run\'s output directory, beside the files it describes.</p>{banner}<div class="facts">{cells}</div></header>'
     )
 
 
@@ -686,8 +687,10 @@ def dataset_card(inp: Inputs, name: str, data: DatasetData | None) -> str:
         for ep in data.episodes:
             frames = "".join(
                 f'<figure><img alt="step {s}" src="{data_uri(jpg, "image/jpeg")}">'
-                + (f'<img alt="depth at step {s}" src="{data_uri(dep, "image/png")}">' if dep else "")
-                + f"<figcaption>step {s}</figcaption></figure>"
+                + (f'<img alt="depth at step {s}" src="{data_uri(dep[0], "image/png")}">' if dep else "")
+                + f"<figcaption>step {s}"
+                + (f"<br>depth {dep[1]}" if dep else "")
+                + "</figcaption></figure>"
                 for s, jpg, dep in ep.frames
             )
             instruction = esc(ep.instruction) if ep.instruction else "<i>(no instruction)</i>"
@@ -885,7 +888,7 @@ def build_html(out: str) -> str:
         )
     body.append(
         f"<footer>Written by spatial-action-pipeline {esc(__version__)}. Rebuild with "
-        f"<code>python -m pipeline.report {esc(out)}</code>. Numbers come from report.json, manifest.json, "
+        "<code>python -m pipeline.report OUT</code> (OUT: this page's directory). Numbers come from report.json, manifest.json, "
         "dataset_statistics.json, the grid file and timings.json beside this page.</footer>"
     )
     title = f"Dataset card: {m.get('mixture') or 'run'}"

@@ -3,7 +3,6 @@ in-process, in 1/2/3 local processes, on a dask.distributed cluster of two worke
 them killed mid-run in one test) and through Beam's portable runner with an external worker pool.
 Every server binds 127.0.0.1 and is stopped by the test."""
 
-import hashlib
 import os
 import re
 import signal
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.report import output_digests as hashes
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -27,14 +27,6 @@ ENV = {
     "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # a worker pool starts `python` from PATH
     "SPATIAL_PIPELINE_TASK_EPISODES": "2",  # many small tasks: the work can spread
 }
-
-
-def hashes(out: Path) -> dict:
-    return {
-        str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(out.rglob("*"))
-        if p.is_file() and ".cache" not in p.parts
-    }
 
 
 def run_job(data, out, *extra, timeout=600, check=True) -> subprocess.CompletedProcess:

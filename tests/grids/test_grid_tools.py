@@ -63,12 +63,16 @@ def assert_pngs(paths, n):
 
 def test_inspect_without_and_with_data(bridge_out, tmp_path, capsys):
     grid = str(bridge_out / "grids" / "bridge.json")
-    assert inspect.main([grid, "--out", str(tmp_path / "a")]) == 0
-    assert_pngs(sorted((tmp_path / "a").glob("*.png")), 9)
-    assert inspect.main([grid, "--data", str(bridge_out), "--out", str(tmp_path / "b")]) == 0
+    assert inspect.main([grid, "--out", str(tmp_path / "a")]) == 0  # the stored metrics: occupancy.png too
+    alone = capsys.readouterr().out
+    assert_pngs(sorted((tmp_path / "a").glob("*.png")), 10)
+    assert inspect.main([str(bridge_out), "--data", str(bridge_out), "--out", str(tmp_path / "b")]) == 0
     text = capsys.readouterr().out
-    assert_pngs(sorted((tmp_path / "b").glob("*.png")), 10)
+    assert_pngs(sorted((tmp_path / "b").glob("*.png")), 11)  # + one row per dataset
     assert "token entropy" in text and "theta" in text and "occ min" in text
+    stored = next(line for line in alone.splitlines() if line.startswith("grid file: fitted-on data"))
+    export = next(line for line in text.splitlines() if line.startswith("export: all datasets (1) = fitted-on"))
+    assert stored.split()[4:] == export.split()[6:]  # the run's numbers, recomputed from the shards
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
     assert inspect.main([str(bad)]) == 2

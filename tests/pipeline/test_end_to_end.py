@@ -1,6 +1,5 @@
 """python -m pipeline.run end to end, checked against independent computations."""
 
-import hashlib
 import json
 
 import numpy as np
@@ -10,6 +9,7 @@ import pytest
 from grids.grid import ActionGrid
 from grids.tokenizer import ActionTokenizer
 from manifests.registry import load_registry
+from pipeline.report import output_digests as file_hashes
 from pipeline.run import main
 from shards.manifest import verify_manifest
 from sources.rlds import open_dataset
@@ -30,14 +30,6 @@ def read_rows(out, manifest, dataset):
 def standardized(data_dir, name, split="train"):
     cfg = load_registry().datasets[name]
     return [standardize(e, cfg) for e in open_dataset(str(data_dir), cfg).episodes(split, keys=required_keys(cfg))]
-
-
-def file_hashes(out):
-    return {
-        str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(out.rglob("*"))
-        if p.is_file() and ".cache" not in p.parts
-    }
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,5 @@
 """A run killed (SIGKILL) during export, run again: finished work reused, output identical."""
 
-import hashlib
 import os
 import signal
 import subprocess
@@ -9,6 +8,7 @@ import time
 
 import pytest
 
+from pipeline.report import output_digests as hashes
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow  # end-to-end runs of the job
@@ -33,14 +33,6 @@ def command(data, out):
         "--split",
         "train+val",
     ]
-
-
-def hashes(out):
-    return {
-        str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(out.rglob("*"))
-        if p.is_file() and ".cache" not in p.parts
-    }
 
 
 def test_killed_export_resumes_to_identical_output(sample_corpus, tmp_path):
