@@ -97,13 +97,14 @@ def summary(grid: ActionGrid, sets: list[tuple[str, dict]], path: str = "") -> s
         lines.append(f"(occupancy and entropy above: {sets[0][0]})")
         lines.append("")
         lines.append(
-            f"{'metrics on':44s} {'datasets':>8s} {'steps':>9s} {'sample':>8s}  {'token entropy':>7s} "
+            f"{'metrics on':44s} {'datasets':>8s} {'steps':>9s} {'sample':>8s}  {'entropy':>7s} "
             f"{'transl.':>7s} {'rot.':>7s}  {'quant err':>9s} {'x uniform':>9s}"
         )
         lines += [metrics_row(label, m) for label, m in sets]
         lines.append(
-            "token entropy: normalized, 1.0 = every token equally used; quant err: mean |decoded - action| over the "
-            "6 movement dimensions; x uniform: that error / a uniform grid's with the same bin counts"
+            "entropy: token entropy (transl., rot.: of the translation and rotation tokens), normalized, 1.0 = every "
+            "token equally used; quant err: mean |decoded - action| over the 6 movement dimensions; x uniform: that "
+            "error / a uniform grid's with the same bin counts"
         )
     else:
         lines.append("the grid file stores no metrics (not written by this pipeline): give --data to measure them")

@@ -89,8 +89,10 @@ class Report:
         finally:
             self.timings.append({"stage": stage, "seconds": round(time.perf_counter() - t0, 3)})
 
-    def timings_dict(self, total_seconds: float, runner: str) -> dict:
-        return {"stages": self.timings, "total_seconds": round(total_seconds, 3), "runner": runner}
+    def timings_dict(self, total_seconds: float, runner: str, mixture: str, stopped: str | None = None) -> dict:
+        """timings.json: the stages' wall times, and how the run that took them ended."""
+        return {"mixture": mixture, "runner": runner, "stages": self.timings, "stopped": stopped,
+                "total_seconds": round(total_seconds, 3)}  # fmt: skip
 
     def to_dict(self) -> dict:
         by_dataset = defaultdict(lambda: {"episodes_lost": 0, "reasons": Counter()})

@@ -391,7 +391,12 @@ def explain(text: str) -> str:
 
 def header_section(inp: Inputs) -> str:
     m, r = inp.manifest or {}, inp.report
-    mixture = m.get("mixture") or (inp.grid.provenance.get("mixture") if inp.grid else None) or "?"
+    mixture = (
+        m.get("mixture")
+        or (inp.grid.provenance.get("mixture") if inp.grid else None)
+        or (inp.timings or {}).get("mixture")
+        or "?"
+    )
     datasets = r.get("datasets", {})
     episodes = sum(d["episodes_read"] for d in datasets.values())
     steps = sum(d["steps_read"] for d in datasets.values())
@@ -415,7 +420,10 @@ def header_section(inp: Inputs) -> str:
             '<p class="banner">Built from the built-in synthetic sample corpus: it exercises the '
             "pipeline; it is not training data.</p>"
         )
-    if not m:
+    stopped = (inp.timings or {}).get("stopped")
+    if stopped:
+        banner += f'<p class="banner">This run stopped before it finished: {esc(stopped)}</p>'
+    elif not m:
         banner += (
             '<p class="banner">This run did not export (no manifest.json): the page shows what the '
             "stages that ran wrote.</p>"
@@ -891,7 +899,7 @@ def build_html(out: str) -> str:
         "<code>python -m pipeline.report OUT</code> (OUT: this page's directory). Numbers come from report.json, manifest.json, "
         "dataset_statistics.json, the grid file and timings.json beside this page.</footer>"
     )
-    title = f"Dataset card: {m.get('mixture') or 'run'}"
+    title = f"Dataset card: {m.get('mixture') or (inp.timings or {}).get('mixture') or 'run'}"
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'

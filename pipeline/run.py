@@ -71,13 +71,13 @@ def run_stages(ctx: RunContext) -> dict:
         return stage_export.run(ctx, stats, grid, depth="depth" in stages)
 
 
-def write_reports(ctx: RunContext, seconds: float) -> None:
+def write_reports(ctx: RunContext, seconds: float, stopped: str | None = None) -> None:
     """report.json (deterministic), timings.json (wall times) and report.html (both, for a person)."""
     from pipeline.report import HTML_FILE, TIMINGS_FILE
 
     write_json(ctx.path(REPORT_FILE), ctx.report.to_dict())
     runner = next((a.split("=", 1)[1] for a in ctx.beam_args if a.startswith("--runner=")), "DirectRunner")
-    write_json(ctx.path(TIMINGS_FILE), ctx.report.timings_dict(seconds, runner))
+    write_json(ctx.path(TIMINGS_FILE), ctx.report.timings_dict(seconds, runner, ctx.mixture.name, stopped))
     try:
         from pipeline.report_html import write_report
 
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                     ctx.beam_args = tuple(beam_args)
                     summary = run_stages(ctx)
             except StrictError as e:
-                write_reports(ctx, time.time() - t0)
+                write_reports(ctx, time.time() - t0, stopped=str(e))
                 print(f"error: {e}", file=sys.stderr)
                 return 1
             write_reports(ctx, time.time() - t0)

@@ -285,6 +285,17 @@ def test_rebuild_command_writes_the_same_page_and_only_timings_differ(with_depth
     assert "timings" not in json.loads((first / "report.json").read_text())
 
 
+def test_a_run_stopped_by_strict_still_gets_its_page(lost_and_skipped, tmp_path):
+    out = tmp_path / "strict"
+    args = ["--datasets", "kuka=1", "--data-dir", str(lost_and_skipped.parent / "rlds"), "--out", str(out),
+            "--no-depth", "--strict"]  # fmt: skip
+    assert run_main(args) == 1
+    page = (out / "report.html").read_text()
+    assert "<title>Dataset card: custom</title>" in page
+    assert "This run stopped before it finished: --strict: 1 problem(s) in the input" in page
+    assert json.loads((out / "timings.json").read_text())["stopped"].startswith("--strict: 1 problem(s)")
+
+
 def test_rebuild_command_on_a_directory_that_is_not_a_run(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     r = subprocess.run([sys.executable, "-m", "pipeline.report", str(tmp_path)], cwd=ROOT, env=env,
