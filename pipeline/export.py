@@ -60,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     rows = sum(s["num_rows"] for d in new["datasets"].values() for s in d["shards"])
     print(f"rewrote {sum(len(d['shards']) for d in new['datasets'].values())} shards ({rows} rows) in {args.out}")
+    if files.exists(files.join(args.out, "report.json")):
+        from pipeline.report import refresh_html
+
+        refresh_html(args.out)  # the page shows the shards and grid the output now holds
     return 0
 
 

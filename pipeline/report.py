@@ -146,6 +146,19 @@ class Report:
         return lines
 
 
+def refresh_html(out: str) -> None:
+    """(Re)write OUT/report.html after a command changed OUT; a page that fails says so in one line
+    and never fails the command (its data is written)."""
+    from pipeline.report_html import write_report
+    from storage import files
+
+    try:
+        write_report(out)
+    except Exception as e:
+        print(f"warning: {files.join(out, HTML_FILE)} not written ({type(e).__name__}: {e}); "
+              f"rebuild it with: python -m pipeline.report {out}", file=sys.stderr)  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 

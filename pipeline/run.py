@@ -73,18 +73,12 @@ def run_stages(ctx: RunContext) -> dict:
 
 def write_reports(ctx: RunContext, seconds: float, stopped: str | None = None) -> None:
     """report.json (deterministic), timings.json (wall times) and report.html (both, for a person)."""
-    from pipeline.report import HTML_FILE, TIMINGS_FILE
+    from pipeline.report import TIMINGS_FILE, refresh_html
 
     write_json(ctx.path(REPORT_FILE), ctx.report.to_dict())
     runner = next((a.split("=", 1)[1] for a in ctx.beam_args if a.startswith("--runner=")), "DirectRunner")
     write_json(ctx.path(TIMINGS_FILE), ctx.report.timings_dict(seconds, runner, ctx.mixture.name, stopped))
-    try:
-        from pipeline.report_html import write_report
-
-        write_report(ctx.out)
-    except Exception as e:  # the data is written; a page that fails must not fail the run
-        log(f"warning: {ctx.path(HTML_FILE)} not written ({type(e).__name__}: {e}); "
-            f"rebuild it with: python -m pipeline.report {ctx.out}")  # fmt: skip
+    refresh_html(ctx.out)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -148,9 +148,11 @@ def test_export_reencodes_images_only(bridge_out, tmp_path):
     out_dir = tmp_path / "img"
     shutil.copytree(bridge_out, out_dir)
     m_before, t_before = table_of(out_dir)
+    assert "24 px" not in (out_dir / "report.html").read_text()
     assert export.main([str(out_dir), "--image-size", "24"]) == 0
     m_after, t_after = table_of(out_dir)
     assert t_after.num_rows == t_before.num_rows and m_after["image_size"] == 24
+    assert 'data-path="image_size">24</span> px' in (out_dir / "report.html").read_text()  # the page follows
     from transforms.frames import decode
 
     assert decode(t_after.column("image")[0].as_py()).shape == (24, 24, 3)
