@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = sum(s["num_rows"] for d in new["datasets"].values() for s in d["shards"])
     print(f"rewrote {sum(len(d['shards']) for d in new['datasets'].values())} shards ({rows} rows) in {args.out}")
     if files.exists(files.join(args.out, "report.json")):
-        from pipeline.report import refresh_html
+        from pipeline.report.page import refresh_html
 
         refresh_html(args.out)  # the page shows the shards and grid the output now holds
     return 0

@@ -73,7 +73,8 @@ def run_stages(ctx: RunContext) -> dict:
 
 def write_reports(ctx: RunContext, seconds: float, stopped: str | None = None) -> None:
     """report.json (deterministic), timings.json (wall times) and report.html (both, for a person)."""
-    from pipeline.report import TIMINGS_FILE, refresh_html
+    from pipeline.report import TIMINGS_FILE
+    from pipeline.report.page import refresh_html
 
     write_json(ctx.path(REPORT_FILE), ctx.report.to_dict())
     runner = next((a.split("=", 1)[1] for a in ctx.beam_args if a.startswith("--runner=")), "DirectRunner")

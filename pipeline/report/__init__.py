@@ -1,15 +1,15 @@
 """The run's report: report.json (what was read, what was dropped and why; deterministic: no
 timestamps, byte-identical between identical runs), timings.json (the stages' wall times: the one
-file that differs between identical runs) and report.html (both, with plots, for a person).
+file that differs between identical runs) and report.html (both, with plots, for a person:
+pipeline/report/page.py).
 
-    python -m pipeline.report OUT      # (re)build OUT/report.html from what OUT holds
+    python -m pipeline.report OUT      # (re)build OUT/report.html from what OUT holds (__main__.py)
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import sys
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -144,37 +144,3 @@ class Report:
             more = f", {len(reasons) - 3} more kind(s)" if len(reasons) > 3 else ""
             lines.append(f"  kept with notes: {plural(len(kept), 'problem')} ({top}{more}; see {report_path})")
         return lines
-
-
-def refresh_html(out: str) -> None:
-    """(Re)write OUT/report.html after a command changed OUT; a page that fails says so in one line
-    and never fails the command (its data is written)."""
-    from pipeline.report_html import write_report
-    from storage import files
-
-    try:
-        write_report(out)
-    except Exception as e:
-        print(f"warning: {files.join(out, HTML_FILE)} not written ({type(e).__name__}: {e}); "
-              f"rebuild it with: python -m pipeline.report {out}", file=sys.stderr)  # fmt: skip
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    p = argparse.ArgumentParser(prog="python -m pipeline.report", description="(Re)build OUT/report.html.")
-    p.add_argument("out", help="a run's output directory (holds report.json; manifest.json when it exported)")
-    args = p.parse_args(argv)
-    from pipeline.report_html import ReportInputError, write_report
-
-    try:
-        path = write_report(args.out)
-    except ReportInputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"wrote {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -21,6 +21,7 @@ import base64
 import html
 import io
 import math
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,7 +29,7 @@ import numpy as np
 from grids.grid import RANGES, VARIABLES, ActionGrid, GridFileError
 from pipeline import __version__
 from pipeline.report import HTML_FILE, TIMINGS_BEGIN, TIMINGS_END, TIMINGS_FILE, plural
-from pipeline.report_svg import Marker, Panel, panels_svg
+from pipeline.report.svg import Marker, Panel, panels_svg
 from shards.manifest import MANIFEST_FILE, REPORT_FILE, STATISTICS_FILE, shard_path
 from storage import files
 from storage.jsonio import read_json
@@ -912,3 +913,13 @@ def write_report(out: str) -> str:
     path = files.join(out, HTML_FILE)
     files.write_bytes(path, build_html(out).encode("utf-8"))
     return path
+
+
+def refresh_html(out: str) -> None:
+    """(Re)write OUT/report.html after a command changed OUT; a page that fails says so in one line
+    and never fails the command (its data is written)."""
+    try:
+        write_report(out)
+    except Exception as e:
+        print(f"warning: {files.join(out, HTML_FILE)} not written ({type(e).__name__}: {e}); "
+              f"rebuild it with: python -m pipeline.report {out}", file=sys.stderr)  # fmt: skip
