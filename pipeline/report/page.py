@@ -6,10 +6,10 @@ dataset_statistics.json, the grid file, timings.json and the shards' small colum
 and `python -m pipeline.report OUT` write the same page. Every part is optional but report.json:
 a run that stopped before the export, or ran without depth, still gets its page.
 
-Memory stays bounded by MAX_ROWS per dataset: the action histograms read the shards' `raw_action`
-and `action` columns of at most that many steps, from shards spread evenly over the dataset (the
-page says when it sampled); frames come from the first episodes of the first shard, read batch by
-batch. Numbers taken from report.json, manifest.json, dataset_statistics.json and timings.json
+Memory stays bounded by MAX_ROWS steps of one dataset: datasets are read one after the other, each
+dataset's action histograms from the shards' `raw_action` and `action` columns of at most MAX_ROWS
+steps, from shards spread evenly over the dataset (the page says when it sampled); frames come from
+the first episodes of the first shard, read batch by batch. Numbers taken from report.json, manifest.json, dataset_statistics.json and timings.json
 carry data-src/data-path attributes naming where they come from (the browser test checks them).
 Everything but the timings section is the same for the same inputs: the section between the
 TIMINGS_BEGIN and TIMINGS_END comments is the only part that differs between identical runs.
@@ -830,23 +830,22 @@ footer { margin-top: 40px; font-size: 13px; color: var(--muted); }
 """
 
 
-def mixture_histograms(inp: Inputs, data: dict[str, DatasetData]) -> dict:
-    """Per dataset, its normalized actions' grid variables on the stored histograms' bins, and the
-    mixture's (effective weights) as one overlay."""
+def grid_histograms(norm: np.ndarray) -> dict:
+    """A dataset's normalized actions in the grid's variables, on the stored histograms' bins."""
     from grids.fit import FINE, variables
     from grids.metrics import HIST_BINS, coarse_histograms
 
-    per = {}
-    for name, d in data.items():
-        if not len(d.norm):
-            continue
-        v = variables(d.norm)
-        fine = {}
-        for j, var in enumerate(VARIABLES):
-            lo, hi = RANGES[var]
-            cell = np.clip(((v[:, j] - lo) / (hi - lo) * FINE).astype(np.int64), 0, FINE - 1)
-            fine[var] = np.bincount(cell, minlength=FINE).astype(np.float64)
-        per[name] = coarse_histograms(fine, HIST_BINS)
+    v = variables(norm)
+    fine = {}
+    for j, var in enumerate(VARIABLES):
+        lo, hi = RANGES[var]
+        cell = np.clip(((v[:, j] - lo) / (hi - lo) * FINE).astype(np.int64), 0, FINE - 1)
+        fine[var] = np.bincount(cell, minlength=FINE).astype(np.float64)
+    return coarse_histograms(fine, HIST_BINS)
+
+
+def mixture_histograms(inp: Inputs, per: dict[str, dict]) -> dict:
+    """The datasets' grid histograms, and the mixture's (effective weights) as one overlay."""
     out: dict = {"datasets": per}
     weights = (inp.manifest or {}).get("effective_weights") or {}
     if per and weights:
@@ -861,12 +860,16 @@ def mixture_histograms(inp: Inputs, data: dict[str, DatasetData]) -> dict:
 def build_html(out: str) -> str:
     inp = load_inputs(out)
     m = inp.manifest or {}
-    data: dict[str, DatasetData] = {}
-    for name, md in (m.get("datasets") or {}).items():
-        data[name] = read_dataset(out, md["shards"])
-    hists = mixture_histograms(inp, data)
     names = list(m.get("datasets") or inp.report["datasets"])
     names += [n for n in inp.report["datasets"] if n not in names]
+    cards, per = [], {}
+    for name in names:  # one dataset's steps in memory at a time: its card and grid histograms, then dropped
+        md = (m.get("datasets") or {}).get(name)
+        data = read_dataset(out, md["shards"]) if md else None
+        cards.append(dataset_card(inp, name, data))
+        if data is not None and len(data.norm):
+            per[name] = grid_histograms(data.norm)
+    hists = mixture_histograms(inp, per)
     nav = " ".join(
         f'<a href="#{a}">{t}</a>'
         for a, t in (
@@ -887,7 +890,7 @@ def build_html(out: str) -> str:
         depth_section(inp),
         '<section id="cards"><h2>Per dataset</h2>'
         + explain(CARDS_EXPLAINED.format(mode=esc(m.get("normalization", "bounds_q99"))))
-        + "".join(dataset_card(inp, n, data.get(n)) for n in names)
+        + "".join(cards)
         + "</section>",
         timings_section(inp),
     ]
