@@ -283,6 +283,8 @@ def build_manifest(ctx: RunContext, stats: dict, grid: ActionGrid, shards: list[
                 width=size,
                 height=size,
                 source=intr.source,
+                # the camera's own K at its own size: what SpatialVLA's processor scales itself (shards.spatialvla)
+                native={k: getattr(intr, k) for k in ("fx", "fy", "cx", "cy", "width", "height")},
             ),
             "shards": [
                 {

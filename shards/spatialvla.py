@@ -15,8 +15,9 @@ images=[PIL frames], suffix_actions=chunk, ...)`, train-time augmentation in the
 parameters (shards.augment), episodes without any instruction skipped, observation window and action
 chunk, chunks padded past an episode's end as their chunking does (shards.reader.pad_chunk).
 
-Beyond theirs: the mixture's weights exactly as exported; every dataset's own intrinsics (the
-manifest's) handed to the processor through `unnorm_key` (theirs always takes "default"); (rank,
+Beyond theirs: the mixture's weights exactly as exported; every dataset's own camera intrinsics (the
+manifest's `native` K and size, which their processor scales itself) handed to the processor through
+`unnorm_key` (theirs always takes "default"); (rank,
 worker) streams that never share a step; augmentation drawn per (seed, rank, worker, sample); epochs
 that continue the stream (theirs replays it); steps a sample filter excludes never drawn (shards.reader);
 exact resume from the trainer's checkpoint, one more line before `trainer.train(resume_from_checkpoint=
@@ -155,11 +156,15 @@ def spatialvla_statistics(stats: dict, manifest: dict, where: str) -> dict:
 
 
 def intrinsic_entry(name: str, intrinsics: dict | None) -> dict:
-    """A manifest's intrinsics as an entry of their processor's intrinsic_config."""
+    """A manifest's intrinsics as an entry of their processor's intrinsic_config: the camera's own K at its
+    own width and height (the manifest's `intrinsics.native`), so that their processor scales it to its
+    image size itself (`K[:2] *= [w / W, h / H]`), as it did for the released checkpoints. The manifest's
+    top-level K, at the exported size by the half-pixel rule `(c + 0.5) * s - 0.5`, is the geometric one
+    for other consumers (depth.ego3d); an export written before `native` existed hands that one over."""
     keys = ("fx", "fy", "cx", "cy", "width", "height")
-    if not intrinsics or any(k not in intrinsics for k in keys):
+    i = (intrinsics or {}).get("native") or intrinsics
+    if not i or any(k not in i for k in keys):
         raise ManifestError(f"manifest.json: datasets.{name}.intrinsics needs {', '.join(keys)}")
-    i = intrinsics
     return {
         "intrinsic": [[i["fx"], 0.0, i["cx"]], [0.0, i["fy"], i["cy"]], [0.0, 0.0, 1.0]],
         "width": i["width"],

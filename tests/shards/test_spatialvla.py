@@ -382,6 +382,46 @@ def test_intrinsics_per_dataset_reach_the_processor(export, tmp_path):
     assert processor.intrinsic_config[key]["width"] == SIZE  # saved with the processor, for inference
 
 
+@pytest.fixture(scope="module")
+def bridge224(bridge_root, tmp_path_factory):
+    """The real Bridge slice exported at 224 px by the pipeline (640 x 480 intrinsics: SpatialVLA's default)."""
+    from pipeline.run import main
+
+    out = tmp_path_factory.mktemp("bridge224") / "out"
+    args = ["--mixture", "bridge", "--data-dir", str(bridge_root), "--out", str(out), "--no-depth"]
+    assert main([*args, "--image-size", "224"]) == 0
+    return out
+
+
+def test_their_processor_scales_the_cameras_own_intrinsics(bridge224, tmp_path, registry):
+    """What reaches SpatialVLA's processor is the camera's own K at its own size; their rule (K[:2] *= [w/W,
+    h/H]) then gives the K their checkpoints were trained with, not the manifest's half-pixel K."""
+    source = registry.datasets["bridge_orig"].intrinsics
+    assert (source.width, source.height) == (640, 480)
+    manifest = json.loads((bridge224 / "manifest.json").read_text())
+    intr = manifest["datasets"]["bridge_orig"]["intrinsics"]
+    assert intr["native"] == {k: getattr(source, k) for k in ("fx", "fy", "cx", "cy", "width", "height")}
+    ds = SpatialVLADataset(str(bridge224), str(tmp_path / "run"), "bridge", shuffle_buffer_size=8, augment=False)
+    entry = ds.intrinsic_config["bridge_orig/1.0.0"]
+    assert (entry["width"], entry["height"]) == (640, 480)
+    by_hand = np.array(  # the registry's numbers, scaled per axis to 224 x 224
+        [
+            [source.fx * 224 / 640, 0, source.cx * 224 / 640],
+            [0, source.fy * 224 / 480, source.cy * 224 / 480],
+            [0, 0, 1],
+        ]
+    )
+    their_rule = np.array(entry["intrinsic"], np.float64)
+    their_rule[:2] *= np.array([224 / entry["width"], 224 / entry["height"]])[:, None]
+    np.testing.assert_allclose(their_rule, by_hand, rtol=1e-12)
+    assert by_hand[0, 2] == pytest.approx(111.825, abs=1e-3) and by_hand[1, 2] == pytest.approx(111.788, abs=1e-3)
+    assert intr["cx"] == pytest.approx(111.500, abs=1e-3)  # the manifest's geometric K stays for other consumers
+    ds.vla_processor = StandInProcessor(image_seq_length=4, image_size=224)
+    np.testing.assert_allclose(ds.vla_processor.dataset_intrinsics["bridge_orig/1.0.0"].numpy(), by_hand, rtol=1e-6)
+    for item in take(ds, 3):
+        np.testing.assert_allclose(item["intrinsic"].numpy(), by_hand, rtol=1e-6)
+
+
 def test_statistics_in_their_layout_written_once(export, tmp_path):
     run = tmp_path / "run"
     ds = dataset(export, tmp_path)
