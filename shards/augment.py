@@ -50,10 +50,10 @@ class AugmentParams:
 
 
 def crop_size(image_height: int, image_width: int) -> tuple[int, int]:
-    """The crop box's (height, width): CROP_SCALE of the area at aspect CROP_RATIO, as torchvision sizes it."""
-    area = CROP_SCALE * image_height * image_width
-    width = min(image_width, int(round(math.sqrt(area * CROP_RATIO))))
-    height = min(image_height, int(round(math.sqrt(area / CROP_RATIO))))
+    """The crop box's (height, width): each side times sqrt(CROP_SCALE / CROP_RATIO) and sqrt(CROP_SCALE *
+    CROP_RATIO), as dlimp's random_resized_crop sizes it in relative coordinates (CROP_SCALE of the area)."""
+    height = min(image_height, int(round(image_height * math.sqrt(CROP_SCALE / CROP_RATIO))))
+    width = min(image_width, int(round(image_width * math.sqrt(CROP_SCALE * CROP_RATIO))))
     return height, width
 
 
@@ -79,15 +79,15 @@ def add_brightness(image: Image.Image, delta: float) -> Image.Image:
     return image.point(table * len(image.getbands()))
 
 
-def augment(image: Image.Image, params: AugmentParams, size: int) -> Image.Image:
-    """The five ops in ORDER; the crop is resized to size x size (bilinear)."""
+def augment(image: Image.Image, params: AugmentParams, size: int | tuple[int, int]) -> Image.Image:
+    """The five ops in ORDER; the crop is resized to size x size, or to (height, width) (bilinear)."""
     image = F.resized_crop(
         image,
         params.top,
         params.left,
         params.height,
         params.width,
-        [size, size],
+        [size, size] if isinstance(size, int) else list(size),
         interpolation=InterpolationMode.BILINEAR,
         antialias=True,
     )

@@ -192,10 +192,10 @@ def register_intrinsics(processor, intrinsic_config: dict) -> None:
             processor.intrinsic_config[key] = entry
 
 
-def expected_length(weights: dict, transitions: dict) -> int:
-    """Their dataset length (data/rlds.py dataset_statistics, times the number of datasets): steps until
-    every primary dataset (weight 1.0) is seen once at the balanced weights; computed as theirs is, so
-    that float rounding agrees. With no primary dataset (theirs fails), over all datasets."""
+def primary_length(weights: dict, transitions: dict) -> int:
+    """OpenVLA's and SpatialVLA's dataset length (make_interleaved_dataset, data/rlds.py): steps until every
+    primary dataset (weight 1.0) is seen once at the balanced weights, computed as theirs is, so that float
+    rounding agrees. With no primary dataset (theirs fails), over all datasets."""
     names = list(weights)
     sizes = np.array([transitions[n] for n in names], dtype=np.float64)
     given = np.array([weights[n] for n in names], dtype=np.float64)
@@ -203,7 +203,25 @@ def expected_length(weights: dict, transitions: dict) -> int:
     balanced = balanced / np.sum(balanced)
     primary = (given == 1.0) & (balanced > 0)
     primary = primary if primary.any() else balanced > 0
-    return int((sizes / np.where(balanced > 0, balanced, 1))[primary].max()) * len(names)
+    return int((sizes / np.where(balanced > 0, balanced, 1))[primary].max())
+
+
+def expected_length(weights: dict, transitions: dict) -> int:
+    """SpatialVLA's dataset length: OpenVLA's times the number of datasets (their build_datasets)."""
+    return primary_length(weights, transitions) * len(weights)
+
+
+def read_statistics(out: str, manifest: dict) -> tuple[dict, str]:
+    """The export's dataset_statistics.json and its path; refused in one line when it cannot be read or
+    changed since the export (its sha256 in the manifest)."""
+    path = files.join(out, manifest.get("statistics", STATISTICS_FILE))
+    try:
+        stats = read_json(path)
+    except (OSError, ValueError) as e:
+        raise ManifestError(f"{path}: cannot read the export's statistics ({e})") from None
+    if manifest.get("statistics_sha256") not in (None, sha256_of(stats)):
+        raise ManifestError(f"{path}: changed since the export (sha256 does not match the manifest)")
+    return stats, path
 
 
 def worker_share(total: int, workers: int, worker: int) -> int:
@@ -262,13 +280,7 @@ class SpatialVLADataset(torch.utils.data.IterableDataset):
         except ManifestError as e:
             raise ManifestError(f"data_args.data_root_dir: {e}") from None
         check_data_mix(data_mix, manifest, out)
-        stats_path = files.join(out, manifest.get("statistics", STATISTICS_FILE))
-        try:
-            stats = read_json(stats_path)
-        except (OSError, ValueError) as e:
-            raise ManifestError(f"{stats_path}: cannot read the export's statistics ({e})") from None
-        if manifest.get("statistics_sha256") not in (None, sha256_of(stats)):
-            raise ManifestError(f"{stats_path}: changed since the export (sha256 does not match the manifest)")
+        stats, stats_path = read_statistics(out, manifest)
         self.keys = {name: unnorm_key(name, manifest) for name in manifest["datasets"]}
         self.ds_stats_pc = spatialvla_statistics(stats, manifest, stats_path)
         self.ds_stats = self.ds_stats_pc  # theirs keeps both names for one dict

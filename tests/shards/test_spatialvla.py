@@ -382,26 +382,15 @@ def test_intrinsics_per_dataset_reach_the_processor(export, tmp_path):
     assert processor.intrinsic_config[key]["width"] == SIZE  # saved with the processor, for inference
 
 
-@pytest.fixture(scope="module")
-def bridge224(bridge_root, tmp_path_factory):
-    """The real Bridge slice exported at 224 px by the pipeline (640 x 480 intrinsics: SpatialVLA's default)."""
-    from pipeline.run import main
-
-    out = tmp_path_factory.mktemp("bridge224") / "out"
-    args = ["--mixture", "bridge", "--data-dir", str(bridge_root), "--out", str(out), "--no-depth"]
-    assert main([*args, "--image-size", "224"]) == 0
-    return out
-
-
-def test_their_processor_scales_the_cameras_own_intrinsics(bridge224, tmp_path, registry):
+def test_their_processor_scales_the_cameras_own_intrinsics(bridge_export, tmp_path, registry):
     """What reaches SpatialVLA's processor is the camera's own K at its own size; their rule (K[:2] *= [w/W,
     h/H]) then gives the K their checkpoints were trained with, not the manifest's half-pixel K."""
     source = registry.datasets["bridge_orig"].intrinsics
     assert (source.width, source.height) == (640, 480)
-    manifest = json.loads((bridge224 / "manifest.json").read_text())
+    manifest = json.loads((bridge_export / "manifest.json").read_text())
     intr = manifest["datasets"]["bridge_orig"]["intrinsics"]
     assert intr["native"] == {k: getattr(source, k) for k in ("fx", "fy", "cx", "cy", "width", "height")}
-    ds = SpatialVLADataset(str(bridge224), str(tmp_path / "run"), "bridge", shuffle_buffer_size=8, augment=False)
+    ds = SpatialVLADataset(str(bridge_export), str(tmp_path / "run"), "bridge", shuffle_buffer_size=8, augment=False)
     entry = ds.intrinsic_config["bridge_orig/1.0.0"]
     assert (entry["width"], entry["height"]) == (640, 480)
     by_hand = np.array(  # the registry's numbers, scaled per axis to 224 x 224
@@ -484,3 +473,18 @@ def test_changed_statistics_are_refused(export, tmp_path):
     (copy / "dataset_statistics.json").write_text(json.dumps(stats))
     with pytest.raises(ManifestError, match=r"dataset_statistics.json: changed since the export"):
         dataset(copy, tmp_path)
+
+
+def test_readme_snippets_run_as_written(export, tmp_path):
+    from tests.shards.readme import readme_blocks
+
+    blocks = [code for lang, code in readme_blocks("Train with SpatialVLA") if lang == "python"]
+    namespace = {}
+    exec(blocks[0], namespace)  # the changed import
+    assert namespace["build_datasets"] is build_datasets
+    train_dataset, _ = namespace["build_datasets"](data_args(export), str(tmp_path / "run"))
+    train_dataset.vla_processor = StandInProcessor(image_seq_length=4, image_size=PIXELS)
+    training_args = types.SimpleNamespace(gradient_accumulation_steps=1)
+    resume = next(code for code in blocks if "resume_from_checkpoint" in code)
+    exec(resume, {"train_dataset": train_dataset, "checkpoint": None, "training_args": training_args})
+    assert len(take(train_dataset, 3)) == 3
