@@ -20,8 +20,10 @@ What runs, exactly:
   tensorflow-graphics and tensorflow-io, which nothing of ours meets).
 
 The environments are cached under `.venv-trainer/` in the checkout, keyed by the pins, so a second run on
-one machine only reinstalls the project; on a fresh machine the SpatialVLA environment takes ~3 minutes
-(TensorFlow 2.15 is ~600 MB of downloads) and the resolutions ~1 minute.
+one machine only reinstalls the project. Measured on this project's 2-core machine while shared with other
+jobs: built with an empty pip cache, the Python 3.10 environment 24 s and SpatialVLA's 158 s (2.4 GB,
+TensorFlow 2.15 included); the two resolutions, run at once, 111 s; the rest ~35 s. So ~5.5 minutes on a
+fresh machine, ~2.5 on a second run (the resolutions ask PyPI every time).
 """
 
 from __future__ import annotations
@@ -324,7 +326,11 @@ SPATIALVLA_RUN = textwrap.dedent(
     train.vla_processor = StandInProcessor(image_seq_length=4, image_size=224)
     loader = torch.utils.data.DataLoader(train, batch_size=4, num_workers=2, collate_fn=list)
     items = [item for batch in loader for item in batch]
+    from shards.openvla import RLDSDataset  # OpenVLA's drop-in, augmentation on, in the same environment
+    openvla = RLDSDataset(sys.argv[1], "test_mix", lambda b: b, (24, 32), shuffle_buffer_size=16, image_aug=True)
+    frames = [b["observation"]["image_primary"] for _, b in zip(range(20), openvla)]
     print(json.dumps({
+        "openvla": {"len": len(openvla), "frames": sorted({(*f.shape, str(f.dtype)) for f in frames})},
         "versions": {m.__name__: m.__version__ for m in (np, torch, transformers, datasets)},
         "torch_file": torch.__file__,
         "len": len(train),
@@ -392,6 +398,9 @@ def test_build_datasets_runs_in_spatialvla_env(spatialvla_env, tmp_path):
     assert {(by_tag[tag], e, s) for e, s, tag in result["rows"]} <= drawable()
     assert result["stats"] == sorted(f"{n}/{v[0]}" for n, v in DATASETS.items())
     assert result["heavy"] == []  # no TensorFlow and no Beam in the training process
+    from tests.shards.test_openvla import their_length as openvla_length
+
+    assert result["openvla"] == {"len": openvla_length(weights, transitions), "frames": [[1, 24, 32, 3, "uint8"]]}
 
 
 if __name__ == "__main__":  # build the cached environments ahead of a test run: python -m tests.shards.test_trainer_env
