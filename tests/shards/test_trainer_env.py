@@ -39,9 +39,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from packaging.requirements import Requirement
 
 from tests.conftest import ROOT
+from tests.shards.test_lerobot import shared_entries
 
 pytestmark = pytest.mark.slow
 
@@ -127,40 +127,13 @@ def project_copy(dest: Path) -> Path:
     return dest
 
 
-def our_torch_files() -> list[Path]:
-    """Our torch and torchvision, and the compiled libraries they load (triton, NVIDIA's, CUDA's): each
-    distribution's top-level entries and its .dist-info, so that pip in the other environment sees them."""
-    seen: dict[str, importlib.metadata.Distribution] = {}
-
-    def walk(name: str, extras: tuple = ("",)) -> None:
-        if canonical(name) in seen:
-            return
-        dist = seen[canonical(name)] = importlib.metadata.distribution(name)
-        for text in dist.requires or []:
-            req = Requirement(text)
-            if req.marker is None or any(req.marker.evaluate({"extra": e}) for e in extras):
-                if canonical(req.name).startswith(("torch", "triton", "nvidia-", "cuda-")):
-                    walk(req.name, tuple(req.extras) or ("",))
-
-    walk("torch")
-    walk("torchvision")
-    entries = set()
-    for dist in seen.values():
-        base = Path(dist.locate_file(""))
-        for f in dist.files or []:
-            top = f.parts[0]
-            if top != ".." and (base / top).exists():
-                entries.add(base / top)
-    return sorted(entries)
-
-
 def key_of(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def cached_venv(name: str, python: str, pins: list[str], link_our_torch: bool) -> Path:
     """A virtual environment with `pins` installed, built once per machine (keyed by its recipe)."""
-    recipe = [python, pins, link_our_torch and importlib.metadata.version("torch"), 1]
+    recipe = [python, pins, link_our_torch and importlib.metadata.version("torch"), 2]  # 2: bump on a change here
     venv = VENVS / f"{name}-{key_of(*recipe)}"
     bin_python = venv / "bin" / "python"
     if (venv / ".complete").exists():
@@ -170,8 +143,9 @@ def cached_venv(name: str, python: str, pins: list[str], link_our_torch: bool) -
     if link_our_torch:  # ours, through a .pth: the venv's site-packages come first, then these
         linked = venv / "our-torch"
         linked.mkdir()
-        for entry in our_torch_files():
-            (linked / entry.name).symlink_to(entry)
+        site, entries = shared_entries()  # the same links as LeRobot's environment (tests/shards/test_lerobot.py)
+        for entry in entries:
+            (linked / entry).symlink_to(site / entry)
         site = run([bin_python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip()
         Path(site, "our_torch.pth").write_text(f"{linked}\n")
     run([bin_python, "-m", "pip", "install", "--quiet", "--upgrade", "pip"])
@@ -271,9 +245,9 @@ PY310_CHECK = textwrap.dedent(
 )
 
 
-def test_trainer_modules_run_on_python_310_with_numpy_1_26(tmp_path, bridge224):
+def test_trainer_modules_run_on_python_310_with_numpy_1_26(tmp_path, bridge_export):
     venv = cached_venv("py310", python310(), DATASETS_3_0_2_ARROW, link_our_torch=False)
-    export = bridge224  # a real export: its actions normalized by numpy 2 here, again by numpy 1.26 there
+    export = bridge_export  # a real export: its actions normalized by numpy 2 here, again by numpy 1.26 there
     work = tmp_path / "code"  # a copy: compileall writes __pycache__
     for room in TRAINER_ROOMS:
         shutil.copytree(ROOT / room, work / room, ignore=shutil.ignore_patterns("__pycache__"))
