@@ -233,7 +233,7 @@ def assemble_shard(job: ShardJob) -> dict:
     table = pa.concat_tables(tables)
     tmp = files.temporary_name(job.path)
     with files.open_file(tmp, "wb") as f:
-        write_table(f, table)
+        pins = write_table(f, table)  # the checksum table's pin, for the manifest
     files.rename(tmp, job.path)
     return {
         "dataset": job.dataset,
@@ -242,6 +242,7 @@ def assemble_shard(job: ShardJob) -> dict:
         "num_episodes": len(job.episodes),
         "sha256": files.sha256_file(job.path),
         "bytes": files.size(job.path),
+        **pins,
     }
 
 

@@ -259,14 +259,16 @@ def relative_to_out(ctx: RunContext, path: str) -> str:
 
 def build_manifest(ctx: RunContext, stats: dict, grid: ActionGrid, shards: list[dict], depth_info: dict | None) -> dict:
     size = ctx.options.image_size
-    transitions = {n: stats[n]["num_transitions"] for n in ctx.mixture.weights}
+    # what the shards hold (episodes dropped at export, e.g. for a bad frame, are not there): the
+    # reader refuses a manifest whose counts or weights contradict its shards
+    transitions = {n: sum(s["num_rows"] for s in shards if s["dataset"] == n) for n in ctx.mixture.weights}
     datasets = {}
     for name, cfg in ctx.configs.items():
         intr = cfg.intrinsics
         own = [s for s in shards if s["dataset"] == name]
         datasets[name] = {
             "num_transitions": transitions[name],
-            "num_trajectories": stats[name]["num_trajectories"],
+            "num_trajectories": sum(s["num_episodes"] for s in own),
             "has_wrist_image": cfg.wrist_image is not None,
             "control_hz": cfg.control_hz,
             # action chunks past an episode's end repeat the absolute dimensions, pad the others with 0
@@ -289,7 +291,7 @@ def build_manifest(ctx: RunContext, stats: dict, grid: ActionGrid, shards: list[
             "shards": [
                 {
                     "path": relative_to_out(ctx, s["path"]),
-                    **{k: s[k] for k in ("num_rows", "num_episodes", "sha256", "bytes")},
+                    **{k: s[k] for k in ("num_rows", "num_episodes", "sha256", "bytes", "checksums_sha256") if k in s},
                 }
                 for s in own
             ],

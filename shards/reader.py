@@ -1,16 +1,34 @@
 """The trainer's reader: a PyTorch IterableDataset over an export's manifest (no Beam, no TensorFlow).
 
+    from torchdata.stateful_dataloader import StatefulDataLoader
+
     ds = MixtureDataset("output/oxe_magic_soup", mode="stream", seed=0, chunk=4, decode_images=True)
-    loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=4)
+    loader = StatefulDataLoader(ds, batch_size=32, num_workers=4)   # or torch's DataLoader
+    ...
+    state = loader.state_dict()      # every worker's position: resume with loader.load_state_dict(state)
 
 Sampling. Each step comes from dataset d with probability equal to its effective weight
-(weight x transitions, normalized: OpenVLA's balancing; `balance=False` uses the given
-weights alone). `mode="stream"` is endless: every worker samples datasets by weight from all
-shards, with its own random stream. `mode="epoch"` reads every step exactly once: shards are
-dealt disjointly and completely to the (rank, worker) slots, and each slot interleaves its
-datasets by weight until all are exhausted. `mode="disjoint"` is endless like "stream", but each
-dataset's rows are split into equal contiguous parts, one per (rank, worker) slot, so no two slots
-ever yield the same step and every slot still sees every dataset at its weight.
+(weight x transitions, normalized: OpenVLA's balancing; `balance=False` uses the given weights
+alone). Every (rank, DataLoader worker) pair is a slot with its own random stream.
+- `mode="stream"`: endless; every slot samples datasets by weight from all their rows.
+- `mode="epoch"`: every step exactly once across all slots: each dataset's rows are dealt to the
+  slots in equal contiguous parts (slots' shares differ by at most one row per dataset), and each
+  slot interleaves its datasets by weight until all are exhausted. Call `set_epoch(e)` before each
+  epoch for a new order (DistributedSampler's convention; accelerate and the transformers Trainer
+  call it).
+- `mode="disjoint"`: endless, and the weights hold in every slot whatever the sizes. A dataset
+  with at least as many rows as slots is *spread*: its rows are split into equal contiguous parts,
+  one per slot, so no two slots ever yield the same step of it; a dataset with fewer rows than
+  slots is *shared*: every slot samples all of its rows (so its weight holds everywhere; its steps
+  repeat across slots, as they must at that weight). A slot whose part holds no drawable step (all
+  skipped by a filter) samples the dataset's whole rows instead, for the same reason.
+
+Items. Every item has the same keys: the mixture's columns (the manifest's `columns`, or those
+asked for with `columns=`); a column that a dataset lacks (e.g. `wrist_image`) is present as an
+empty value of its type (b"", "", zeros; zero pixels when decoded) and each optional column has a
+`has_<column>` flag. Numbers are writable numpy arrays, missing instructions "". So
+`torch.utils.data.default_collate` batches every export; `collate` (below) also pads the one
+variable-length column (`input_ids`, exports made with --text-tokenizer).
 
 Chunks. `chunk=K` adds the episode's actions t..t+K-1; past the episode's end a dimension that the
 manifest marks absolute (`absolute_action_mask`, default: the gripper) repeats the last value and
@@ -20,24 +38,34 @@ first step; `obs_mask` says which are real).
 
 Mechanics. All sampling and shuffling happens on row indices; rows are fetched from record
 batches read on demand from memory-mapped shards (a small LRU bounded by the shuffle buffer),
-so memory is bounded by the buffer, not the data. A resumed reader replays only the index
-stream, which is cheap, fetches what its buffer held in file order, and continues exactly where
-it stopped. The index stream reads three small columns of each shard it visits (`is_last`,
-`language_instruction`, `dataset`; and `sampled` where the dataset has a sample filter).
+so memory is bounded by the buffer, not the data. The index stream needs no shard data unless a
+sample filter or `skip_unlabeled` asks which rows are drawable (then it reads three small columns
+of each shard it visits).
+
+Resume. `state_dict()` / `load_state_dict()` hold a slot's position (epoch, steps yielded); a
+resumed reader replays only the index stream, which is cheap, fetches what its buffer held in file
+order, and continues exactly where it stopped. With DataLoader workers each worker has its own
+position: torchdata's `StatefulDataLoader` saves and restores them (with batches prefetched or
+not); `ds.state_dict()` in the main process then refuses (one line), since it cannot know them.
+Resume with the same seed, mode, buffer, ranks and `num_workers` (checked).
 
 Samples. Steps a dataset's sample filter marks `sampled == False` (DROID's still steps) are never
 yielded, but serve as context: a step is drawn when any step of its action chunk moves
 (transforms.sampling.chunk_sampled, the public chunk filter). `skip_unlabeled=True`: episodes
 without any instruction are never drawn.
 
-Trust. Every shard is checked as it is first opened: its rows, columns and `dataset` column against
-the manifest (a valid shard of another dataset swapped in is refused); at construction every shard
-must exist with the manifest's size, and `verify=True` (the default) also checks each one's sha256,
-which reads every byte once: `verify=False` skips only that.
+Trust (shards.integrity). Construction reads the manifest and nothing else (its counts and weights
+must agree: shards.manifest.check_consistency). Each shard is checked as it is first opened: its
+size, its checksum table against the manifest's pin, its rows, episodes, columns and `dataset`
+column (a valid shard of another dataset swapped in is refused); every column of every record batch
+against its checksum as that batch is read. `verify=False` skips the checksums (and the whole-file
+sha256 that replaces them for shards written before checksums); `python -m shards.verify OUT`
+checks every byte once.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -46,8 +74,9 @@ import pyarrow as pa
 import torch
 
 from manifests.weights import effective_weights
-from shards.manifest import ManifestError, export_dir, shard_path, verify_manifest
-from shards.schema import open_ipc
+from shards.integrity import IntegrityError
+from shards.manifest import ManifestError, export_dir, load_manifest, shard_path, warn_if_synthetic
+from shards.schema import IMAGE_COLUMNS, REQUIRED_COLUMNS, SMALL_COLUMNS, ShardFile, check_shard
 from transforms.frames import decode
 from transforms.sampling import chunk_sampled
 
@@ -55,7 +84,8 @@ ACTION_DIM = 7
 DEFAULT_ABSOLUTE_ACTION_MASK = [False] * 6 + [True]  # xyz, rpy deltas relative; the gripper absolute
 DISJOINT_BLOCK_ROWS = 1024  # a slot's part is visited in blocks of this many rows, in a random order each pass
 MODES = ("stream", "epoch", "disjoint")
-REQUIRED_COLUMNS = {"dataset", "episode_id", "step", "is_first", "is_last", "language_instruction", "image", "action"}
+ALWAYS_COLUMNS = REQUIRED_COLUMNS | {"raw_action", "action_tokens"}  # every shard the pipeline writes has these
+OPEN_SHARDS = 64  # shards kept open per process (memory maps; the rest are reopened when read again)
 
 
 @dataclass(frozen=True)
@@ -63,6 +93,11 @@ class Shard:
     dataset: str
     path: str
     num_rows: int
+    relpath: str = ""  # as the manifest names it
+
+    @property
+    def where(self) -> str:
+        return f"shard {self.relpath or self.path} of dataset '{self.dataset}'"
 
 
 @dataclass(frozen=True)
@@ -110,71 +145,115 @@ def pad_chunk(actions: np.ndarray, valid: np.ndarray, absolute: np.ndarray) -> n
     return np.where(valid[:, None] | absolute[None, :], actions, np.zeros((), actions.dtype))
 
 
-def disjoint_parts(shards: list[Shard], slot: int, slots: int, block: int = DISJOINT_BLOCK_ROWS) -> list:
+def disjoint_parts(
+    shards: list[Shard], slot: int, slots: int, block: int = DISJOINT_BLOCK_ROWS, starts: list[int] | None = None
+) -> list:
     """This slot's equal, contiguous share of the rows of `shards` (one dataset's, in order), as
-    (shard, first row, end row) ranges cut at multiples of `block` rows within each shard."""
-    total = sum(s.num_rows for s in shards)
+    (shard, first row, end row) ranges cut at multiples of `block` rows within each shard. Shares of
+    two slots differ by at most one row. `starts`: the shards' first rows in the dataset (cumulative
+    row counts, computed when not given), to find the slot's shards by bisection."""
+    if starts is None:
+        starts = np.concatenate([[0], np.cumsum([s.num_rows for s in shards])]).tolist()
+    total = starts[-1]
     lo, hi = total * slot // slots, total * (slot + 1) // slots
-    parts, offset = [], 0
-    for s in shards:
+    parts = []
+    first = max(bisect.bisect_right(starts, lo) - 1, 0)
+    for i in range(first, len(shards)):
+        s, offset = shards[i], starts[i]
+        if offset >= hi:
+            break
         a, b = max(lo - offset, 0), min(hi - offset, s.num_rows)
         cuts = [a, *range((a // block + 1) * block, b, block), b]
         parts += [(s, x, y) for x, y in zip(cuts[:-1], cuts[1:]) if y > x]
-        offset += s.num_rows
     return parts
 
 
-class _Batches:
-    """Record batches of shards, decompressed on demand, least recently used dropped first."""
-
-    def __init__(self, capacity: int, columns: list[str] | None = None):
-        self.capacity = capacity
-        self.columns = columns
-        self.cache: OrderedDict = OrderedDict()
-        self.readers: dict = {}
-        self.offsets: dict = {}
-
-    def _reader(self, path: str):
-        if path not in self.readers:
-            reader = open_ipc(path, self.columns)
-            meta = reader.schema.metadata or {}
-            n = reader.num_record_batches
-            if b"rows_per_batch" in meta:  # written by shards.schema.write_table: fixed-size batches, the last shorter
-                offsets = np.arange(n + 1) * int(meta[b"rows_per_batch"])
-            else:
-                offsets = np.concatenate([[0], np.cumsum([reader.get_record_batch(i).num_rows for i in range(n)])])
-            self.readers[path] = reader
-            self.offsets[path] = offsets
-        return self.readers[path]
-
-    def locate(self, path: str, row: int) -> tuple[dict, int]:
-        reader = self._reader(path)
-        b = int(np.searchsorted(self.offsets[path], row, side="right") - 1)
-        key = (path, b)
-        if key not in self.cache:
-            batch = reader.get_record_batch(b)
-            self.cache[key] = _columns(batch)
-            if len(self.cache) > self.capacity:
-                self.cache.popitem(last=False)
-        else:
-            self.cache.move_to_end(key)
-        return self.cache[key], row - int(self.offsets[path][b])
+def _empty_like(type_: pa.DataType):
+    """The value a column of this type has in an item of a dataset that lacks the column."""
+    if pa.types.is_binary(type_) or pa.types.is_large_binary(type_):
+        return b""
+    if pa.types.is_string(type_) or pa.types.is_large_string(type_):
+        return ""
+    if pa.types.is_fixed_size_list(type_):
+        return np.zeros(type_.list_size, type_.value_type.to_pandas_dtype())
+    if pa.types.is_list(type_) or pa.types.is_large_list(type_):
+        return np.zeros(0, type_.value_type.to_pandas_dtype())
+    if pa.types.is_boolean(type_) or pa.types.is_integer(type_) or pa.types.is_floating(type_):
+        return np.zeros((), type_.to_pandas_dtype())[()]
+    return None
 
 
 def _columns(batch: pa.RecordBatch) -> dict:
-    """A record batch as numpy arrays and python lists, converted once for fast row access."""
+    """A record batch as writable numpy arrays and python lists, converted once for fast row access."""
     out = {}
     for name, col in zip(batch.schema.names, batch.columns):
-        if pa.types.is_fixed_size_list(col.type):
-            out[name] = col.values.to_numpy(zero_copy_only=False).reshape(len(col), col.type.list_size)
-        elif pa.types.is_integer(col.type) or pa.types.is_boolean(col.type):
-            out[name] = col.to_numpy(zero_copy_only=False)
+        t = col.type
+        if pa.types.is_fixed_size_list(t) and not col.null_count:
+            values = col.values.slice(col.offset * t.list_size, len(col) * t.list_size)
+            out[name] = np.array(values.to_numpy(zero_copy_only=False)).reshape(len(col), t.list_size)
+        elif (pa.types.is_integer(t) or pa.types.is_boolean(t) or pa.types.is_floating(t)) and not col.null_count:
+            out[name] = np.array(col.to_numpy(zero_copy_only=False))
+        elif (pa.types.is_list(t) or pa.types.is_large_list(t)) and not col.null_count:
+            offsets = col.offsets.to_numpy()
+            values = np.array(col.values.to_numpy(zero_copy_only=False))
+            out[name] = [values[a:b] for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist())]
         else:
             out[name] = col.to_pylist()
     return out
 
 
+def _pick(values, i: int):
+    """Row i of a converted column: arrays are copied (the batch stays as read for other rows)."""
+    v = values[i]
+    return v.copy() if isinstance(v, np.ndarray) else v
+
+
+def collate(batch: list[dict]) -> dict:
+    """`torch.utils.data.default_collate`, and variable-length 1-D arrays (`input_ids`) padded with 0
+    to the batch's longest, with `<key>_mask` (True where real). Use as `DataLoader(collate_fn=collate)`."""
+    padded = {}
+    if batch and isinstance(batch[0], dict):
+        for key, value in batch[0].items():
+            if isinstance(value, np.ndarray) and value.ndim == 1:
+                lengths = [len(item[key]) for item in batch]
+                if len(set(lengths)) > 1:
+                    out = np.zeros((len(batch), max(lengths)), value.dtype)
+                    mask = np.zeros((len(batch), max(lengths)), bool)
+                    for j, item in enumerate(batch):
+                        out[j, : lengths[j]], mask[j, : lengths[j]] = item[key], True
+                    padded[key], padded[f"{key}_mask"] = torch.from_numpy(out), torch.from_numpy(mask)
+        if padded:
+            rest = torch.utils.data.default_collate([{k: v for k, v in b.items() if k not in padded} for b in batch])
+            return {**rest, **padded}
+    return torch.utils.data.default_collate(batch)
+
+
+class _Batches:
+    """Record batches of shards, decompressed (and checked) on demand, least recently used dropped first."""
+
+    def __init__(self, reader: MixtureDataset, capacity: int):
+        self.reader, self.capacity = reader, capacity
+        self.cache: OrderedDict = OrderedDict()
+
+    def locate(self, shard: Shard, row: int) -> tuple[dict, int]:
+        f = self.reader._file(shard)
+        b = f.batch_of(row)
+        key = (shard.path, b)
+        if key not in self.cache:
+            self.cache[key] = _columns(f.read_batch(b, self.reader.columns))
+            if len(self.cache) > self.capacity:
+                self.cache.popitem(last=False)
+        else:
+            self.cache.move_to_end(key)
+        return self.cache[key], row - int(f.offsets[b])
+
+
 class MixtureDataset(torch.utils.data.IterableDataset):
+    """See the module's docstring. `verify`: check checksums as batches are read (default True).
+    `columns`: read only these shard columns (plus those the options need). `rank`/`world_size`:
+    taken from torch.distributed when initialized. `worker`: set to read another DataLoader worker's
+    part (None: the worker it runs in)."""
+
     def __init__(
         self,
         out_dir: str,
@@ -198,8 +277,9 @@ class MixtureDataset(torch.utils.data.IterableDataset):
         if obs_window < 1 or obs_delta < 1:
             raise ValueError(f"obs_window and obs_delta must be >= 1, got {obs_window} and {obs_delta}")
         out_dir = export_dir(out_dir)
-        self.manifest = verify_manifest(out_dir, check_hashes=verify)  # sizes always, sha256 unless verify=False
-        self.out_dir, self.mode, self.seed = out_dir, mode, seed
+        self.manifest = load_manifest(out_dir)  # the manifest only: its counts and weights agree (checked)
+        warn_if_synthetic(self.manifest, out_dir)
+        self.out_dir, self.mode, self.seed, self.verify = out_dir, mode, seed, verify
         self.buffer, self.chunk, self.decode_images = max(1, shuffle_buffer), chunk, decode_images
         self.obs_window, self.obs_delta, self.skip_unlabeled = obs_window, obs_delta, skip_unlabeled
         datasets = self.manifest["datasets"]
@@ -208,30 +288,79 @@ class MixtureDataset(torch.utils.data.IterableDataset):
         )
         self.absolute = absolute_action_masks(self.manifest)
         self.names = sorted(datasets)
-        self.shards = [
-            Shard(n, shard_path(out_dir, s), s["num_rows"]) for n in self.names for s in datasets[n]["shards"]
-        ]
+        self._entries: dict[str, dict] = {}
+        self.by_dataset: dict[str, list[Shard]] = {}
+        for n in self.names:
+            self.by_dataset[n] = []
+            for s in datasets[n]["shards"]:
+                shard = Shard(n, shard_path(out_dir, s), s["num_rows"], s["path"])
+                self._entries[shard.path] = s
+                if shard.num_rows:
+                    self.by_dataset[n].append(shard)
+        self.shards = [s for n in self.names for s in self.by_dataset[n]]
+        self._starts = {
+            n: np.concatenate([[0], np.cumsum([s.num_rows for s in shards])]).tolist()
+            for n, shards in self.by_dataset.items()
+        }
+        self.listed = listed = self.manifest.get("columns")
         needed = {"dataset", "episode_id", "step"} | ({"action", "action_tokens"} if chunk else set())
         self.columns = (
             None if columns is None else sorted(set(columns) | needed | ({"image"} if obs_window > 1 else set()))
         )
+        # the keys of every item: the mixture's columns (when the manifest lists them), as asked
+        self.item_columns = None if listed is None else [c for c in listed if self.columns is None or c in self.columns]
+        self.optional = [c for c in self.item_columns or [] if c not in ALWAYS_COLUMNS]
+        # datasets whose rows must be read to know which are drawable (a sample filter's `sampled`)
+        filtered = listed is None or "sampled" in listed
+        self._filtered = {n: filtered and datasets[n].get("sample_filter", True) is not None for n in self.names}
         if rank is None and torch.distributed.is_available() and torch.distributed.is_initialized():
             rank, world_size = torch.distributed.get_rank(), torch.distributed.get_world_size()
         self.rank, self.world_size = rank or 0, world_size or 1
         self.epoch, self.consumed = 0, 0
         self.worker: int | None = None  # the DataLoader worker whose part this reader reads (None: its own)
+        self._resumed_slot: tuple[int, int] | None = None
+        self._read_by_workers = torch.zeros(1, dtype=torch.int32).share_memory_()  # set by any worker's __iter__
+        self._read_here = False
+        self._reset_caches()
+
+    def _reset_caches(self) -> None:
+        self._files: OrderedDict[str, ShardFile] = OrderedDict()
         self._episodes: dict[str, Episodes] = {}
         self._drawable: dict[str, np.ndarray] = {}
+        self._types: dict[str, pa.DataType] = {}
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_files"] = OrderedDict()  # open memory maps do not cross processes: reopened where read
+        return state
 
     # ------------------------------------------------------------ resumable state
 
     def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "consumed": self.consumed, "seed": self.seed, "mode": self.mode}
+        if torch.utils.data.get_worker_info() is None and int(self._read_by_workers[0]) and not self._read_here:
+            raise RuntimeError(
+                "MixtureDataset.state_dict(): DataLoader workers read this dataset, each from its own copy, "
+                "and the main process cannot know their positions; save the state of a "
+                "torchdata.stateful_dataloader.StatefulDataLoader instead (loader.state_dict())"
+            )
+        slot, slots = self._slot()
+        return {
+            "epoch": self.epoch,
+            "consumed": self.consumed,
+            "seed": self.seed,
+            "mode": self.mode,
+            "shuffle_buffer": self.buffer,
+            "slot": slot,
+            "slots": slots,
+        }
 
     def load_state_dict(self, state: dict) -> None:
-        if state["seed"] != self.seed or state["mode"] != self.mode:
-            raise ValueError("state was saved by a reader with another seed or mode")
-        self.epoch, self.consumed = state["epoch"], state["consumed"]
+        mine = {"seed": self.seed, "mode": self.mode, "shuffle_buffer": self.buffer}
+        for key, value in mine.items():
+            if key in state and state[key] != value:
+                raise ValueError(f"state was saved by a reader with {key}={state[key]!r}, this one has {value!r}")
+        self.epoch, self.consumed = int(state["epoch"]), int(state["consumed"])
+        self._resumed_slot = (int(state["slot"]), int(state["slots"])) if "slots" in state else None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch, self.consumed = epoch, 0
@@ -246,26 +375,31 @@ class MixtureDataset(torch.utils.data.IterableDataset):
 
     def _parts(self, slot: int, slots: int) -> dict[str, list]:
         """Per dataset, the (shard, first row, end row) ranges that this slot reads."""
-        by_dataset = {n: [s for s in self.shards if s.dataset == n and s.num_rows] for n in self.names}
-        if self.mode == "disjoint":
-            return {n: disjoint_parts(shards, slot, slots) for n, shards in by_dataset.items()}
-        if self.mode == "epoch":
-            mine = {s.path for i, s in enumerate(self.shards) if i % slots == slot}
-            by_dataset = {n: [s for s in shards if s.path in mine] for n, shards in by_dataset.items()}
-        return {n: [(s, 0, s.num_rows) for s in shards] for n, shards in by_dataset.items()}
+        out = {}
+        for n, shards in self.by_dataset.items():
+            total = self._starts[n][-1]
+            if self.mode == "epoch" or (self.mode == "disjoint" and total >= slots):
+                out[n] = disjoint_parts(shards, slot, slots, starts=self._starts[n])
+            else:  # stream mode; a dataset shared by all slots in disjoint mode
+                out[n] = [(s, 0, s.num_rows) for s in shards]
+        return out
 
-    def events(self):
+    def events(self, slot: int | None = None, slots: int | None = None):
         """(leaving, entering) per step of the shuffle buffer, as (shard, row) pairs or None: `entering`
         went into the buffer, `leaving` came out of it (what the reader yields). Endless in stream and
-        disjoint mode. Index arithmetic: replaying it to resume reads no image data."""
-        slot, slots = self._slot()
+        disjoint mode. Index arithmetic: replaying it to resume reads no image data. `slot` of `slots`:
+        whose stream (default: this process's rank and DataLoader worker)."""
+        if slot is None:
+            slot, slots = self._slot()
         rng = np.random.default_rng([self.seed, self.epoch, slot])
         parts = self._parts(slot, slots)
         live = [n for n in self.names if parts[n]]
-        queues = {n: self._rows(parts[n], rng) for n in live}
+        queues = {n: self._rows(n, parts[n], rng) for n in live}
         buffer: list = []
         while live:
             p = np.array([self.weights[n] for n in live])
+            if not p.sum() > 0:  # only datasets of weight 0 left (epoch mode): read them in turn
+                p = np.ones(len(live))
             choices = rng.choice(len(live), size=1024, p=p / p.sum())  # drawn in blocks: cheaper than per step
             swaps = rng.random(1024)
             for c, u in zip(choices.tolist(), swaps.tolist()):
@@ -284,57 +418,64 @@ class MixtureDataset(torch.utils.data.IterableDataset):
         for j in order.tolist():
             yield buffer[j], None
 
-    def indices(self):
-        """(shard, row) in the order this slot yields them."""
-        return (out for out, _ in self.events() if out is not None)
+    def indices(self, slot: int | None = None, slots: int | None = None):
+        """(shard, row) in the order a slot yields them (default: this process's)."""
+        return (out for out, _ in self.events(slot, slots) if out is not None)
 
-    def _rows(self, parts: list, rng):
+    def _rows(self, dataset: str, parts: list, rng):
         """Rows of a dataset's parts, parts in a random order (every pass, endlessly unless in epoch mode
-        or when there is nothing to draw)."""
+        or when there is nothing to draw). In disjoint mode a part without any drawable row falls back to
+        the dataset's whole rows, so that the slot still samples the dataset at its weight."""
         while True:
             drawn = False
-            for i in rng.permutation(len(parts)):
+            for i in rng.permutation(len(parts)).tolist():
                 shard, lo, hi = parts[i]
-                rows = (np.flatnonzero(self._drawable_rows(shard)[lo:hi]) + lo).tolist()
+                drawable = self._drawable_rows(shard)
+                rows = range(lo, hi) if drawable is None else (np.flatnonzero(drawable[lo:hi]) + lo).tolist()
                 for row in rows:
                     drawn = True
                     yield shard, row
-            if self.mode == "epoch" or not drawn:
+            if self.mode == "epoch":
                 return
+            if not drawn:
+                whole = [(s, 0, s.num_rows) for s in self.by_dataset[dataset]]
+                if parts == whole:
+                    return
+                parts = whole
 
-    # ------------------------------------------------------------ rows
+    # ------------------------------------------------------------ shards and rows
+
+    def _file(self, shard: Shard) -> ShardFile:
+        """The shard, opened (and checked against its manifest entry) once per process; few kept open."""
+        f = self._files.get(shard.path)
+        if f is None:
+            f = ShardFile(shard.path, self._entries[shard.path], shard.where, self.verify)
+            self._files[shard.path] = f
+            if len(self._files) > OPEN_SHARDS:
+                self._files.popitem(last=False)
+            for name, field in zip(f.names, f.reader.schema):
+                self._types.setdefault(name, field.type)
+        else:
+            self._files.move_to_end(shard.path)
+        return f
 
     def _episodes_of(self, shard: Shard) -> Episodes:
         """A shard's episodes, read (small columns only) and checked against the manifest once."""
         if shard.path not in self._episodes:
-            names = open_ipc(shard.path).schema.names
-            missing = sorted(REQUIRED_COLUMNS - set(names))
-            unknown = sorted(set(names) - set(self.manifest.get("columns") or names))
-            if missing or unknown:
-                raise ManifestError(
-                    f"shard {shard.path} of dataset '{shard.dataset}': "
-                    + (f"no column(s) {missing}" if missing else f"column(s) {unknown} the manifest does not list")
-                )
-            small = ["is_last", "language_instruction", "dataset"] + (["sampled"] if "sampled" in names else [])
-            table = open_ipc(shard.path, columns=small).read_all()
-            if table.num_rows != shard.num_rows:
-                raise ManifestError(
-                    f"shard {shard.path} of dataset '{shard.dataset}': {table.num_rows} rows, the manifest says "
-                    f"{shard.num_rows}"
-                )
-            others = set(table.column("dataset").unique().to_pylist()) - {shard.dataset}
-            if others:
-                raise ManifestError(
-                    f"shard {shard.path}: rows of dataset(s) {sorted(others)}, the manifest lists it under "
-                    f"'{shard.dataset}'"
-                )
+            f = self._file(shard)
+            filtered = "sampled" in f.names
+            table = f.read(SMALL_COLUMNS + (["sampled"] if filtered else []))
+            check_shard(shard.where, f.names, table, self._entries[shard.path], shard.dataset, self.listed)
             is_last = table.column("is_last").to_numpy(zero_copy_only=False)
-            moves = table.column("sampled").to_numpy(zero_copy_only=False) if "sampled" in names else None
+            moves = table.column("sampled").to_numpy(zero_copy_only=False) if filtered else None
             self._episodes[shard.path] = episodes_of(is_last, table.column("language_instruction").to_pylist(), moves)
         return self._episodes[shard.path]
 
-    def _drawable_rows(self, shard: Shard) -> np.ndarray:
-        """bool per row of a shard: may it be yielded (instruction where asked, a chunk that moves)."""
+    def _drawable_rows(self, shard: Shard) -> np.ndarray | None:
+        """bool per row of a shard: may it be yielded (instruction where asked, a chunk that moves);
+        None when every row may (nothing to read to know)."""
+        if not (self.skip_unlabeled or self._filtered[shard.dataset]):
+            return None
         if shard.path not in self._drawable:
             ep = self._episodes_of(shard)
             ok = chunk_sampled(ep.moves, self.chunk or 1, ep.ends)
@@ -343,8 +484,8 @@ class MixtureDataset(torch.utils.data.IterableDataset):
 
     def _row(self, batches: _Batches, shard: Shard, row: int) -> dict:
         episodes = self._episodes_of(shard)  # checks the shard the first time
-        cols, i = batches.locate(shard.path, row)
-        step = {k: v[i] for k, v in cols.items()}
+        cols, i = batches.locate(shard, row)
+        step = {k: _pick(v, i) for k, v in cols.items()}
         if self.chunk:
             end = int(episodes.ends[row])
             wanted = np.arange(row, row + self.chunk)
@@ -352,7 +493,7 @@ class MixtureDataset(torch.utils.data.IterableDataset):
             if i + int(rows[-1]) - row < len(cols["action"]):  # the chunk lies in this record batch: one gather
                 acts, toks = cols["action"][rows - row + i], cols["action_tokens"][rows - row + i]
             else:
-                located = [batches.locate(shard.path, r) for r in rows.tolist()]
+                located = [batches.locate(shard, r) for r in rows.tolist()]
                 acts = np.stack([c["action"][j] for c, j in located])
                 toks = np.stack([c["action_tokens"][j] for c, j in located])
             step["chunk_mask"] = wanted < end
@@ -365,28 +506,59 @@ class MixtureDataset(torch.utils.data.IterableDataset):
             step["obs_mask"] = wanted >= start
             step["obs_images"] = []
             for r in np.maximum(wanted, start).tolist():
-                c, j = batches.locate(shard.path, r)
+                c, j = batches.locate(shard, r)
                 step["obs_images"].append(c["image"][j])
         return step
 
+    def _type_of(self, column: str) -> pa.DataType | None:
+        """A column's Arrow type, from any shard that has it (opened here if none was yet)."""
+        if column not in self._types:
+            for shards in self.by_dataset.values():
+                if shards and column not in self._types:
+                    self._file(shards[0])
+        return self._types.get(column)
+
     def _finish(self, step: dict) -> dict:
-        """Work done as a row leaves the buffer, so the buffer holds encoded images only."""
+        """Work done as a row leaves the buffer, so the buffer holds encoded images only: decoding, and
+        the item's fixed keys (a column the row's dataset lacks as an empty value, `has_<column>`)."""
         if self.decode_images:
             for key in ("image", "wrist_image"):
                 if step.get(key) is not None:
-                    step[key] = decode(step[key])
+                    step[key] = _decoded(step[key])
             if "obs_images" in step:
-                step["obs_images"] = [decode(b) for b in step["obs_images"]]
+                step["obs_images"] = [_decoded(b) for b in step["obs_images"]]
+        if step.get("language_instruction") is None:
+            step["language_instruction"] = ""
+        if self.item_columns is not None:
+            for column in self.optional:
+                step[f"has_{column}"] = column in step
+            for column in self.item_columns:
+                if column not in step:
+                    if self.decode_images and column in IMAGE_COLUMNS and column != "depth":
+                        step[column] = np.zeros_like(step["image"]) if isinstance(step["image"], np.ndarray) else b""
+                    else:
+                        empty = _empty_like(self._type_of(column))
+                        step[column] = empty.copy() if isinstance(empty, np.ndarray) else empty
         return step
 
     def __iter__(self):
+        if torch.utils.data.get_worker_info() is not None:
+            self._read_by_workers[0] = 1
+        else:
+            self._read_here = True
+        slot, slots = self._slot()
+        if self.consumed and self._resumed_slot not in (None, (slot, slots)):
+            raise ValueError(
+                f"state was saved by slot {self._resumed_slot[0]} of {self._resumed_slot[1]} (rank x DataLoader "
+                f"worker), this reader is slot {slot} of {slots}: resume with the same ranks and num_workers"
+            )
         # rows are fetched as they enter the shuffle buffer (sequential reads) and held until they leave
-        sequential = _Batches(capacity=2 * len(self.names) + 2, columns=self.columns)
-        random_access = _Batches(capacity=8, columns=self.columns)  # rows held twice in the buffer
+        sequential = _Batches(self, capacity=2 * len(self.names) + 2)
+        random_access = _Batches(self, capacity=8)  # rows held twice in the buffer
         held: dict = {}
         pending: dict = {}  # while a resume is replayed: what the buffer holds, fetched when the replay ends
         to_skip = self.consumed
-        for leaving, entering in self.events():
+        for leaving, entering in self.events(slot, slots):
             if to_skip:
                 if entering is not None:
                     pending[(entering[0].path, entering[1])] = entering
@@ -405,3 +577,11 @@ class MixtureDataset(torch.utils.data.IterableDataset):
             row = held.pop((leaving[0].path, leaving[1]), None)
             yield self._finish(row if row is not None else self._row(random_access, *leaving))
         self.epoch, self.consumed = self.epoch + 1, 0
+
+
+def _decoded(data: bytes) -> np.ndarray:
+    pixels = decode(data)
+    return pixels if pixels.flags.writeable else pixels.copy()  # PIL's arrays are read-only; torch wants writable
+
+
+__all__ = ["MixtureDataset", "collate", "IntegrityError", "ManifestError"]

@@ -8,6 +8,8 @@ images at a new size. Row counts and every other column are unchanged.
 Each shard is written under a new name beside the old one; the manifest is then switched
 atomically to the new files, and only after the switch are the old files removed. Tokens come
 from a callable (normalized actions [N, 7] -> int32 [N, 3]) so that this room needs no grid code.
+A shard is read through its checksums (a corrupted batch is refused, never rewritten under fresh
+checksums) and written with new ones, which the new manifest pins.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from collections.abc import Callable
 import numpy as np
 import pyarrow as pa
 
+from shards.integrity import PIN_KEY
 from shards.manifest import MANIFEST_FILE, ManifestError, grid_relpath, shard_path
-from shards.schema import open_ipc, write_table
+from shards.schema import ShardFile, checksums_pin, write_table
 from storage import files
 from storage.jsonio import sha256_of, write_json
 from transforms.frames import prepare_frames, scale_intrinsics
@@ -36,18 +39,22 @@ def plan_rewrite(out_dir: str, manifest: dict, grid_json: dict | None, image_siz
         {
             "src": shard_path(out_dir, s),
             "dst": files.join(out_dir, _renamed(s["path"], tag)),
+            "dataset": name,
+            "expect": {k: s[k] for k in ("path", "num_rows", "bytes", "sha256", PIN_KEY) if k in s},
             "tag": tag,
             "grid": grid_json is not None,
             "image_size": image_size,
         }
-        for ds in manifest["datasets"].values()
+        for name, ds in manifest["datasets"].items()
         for s in ds["shards"]
     ]
 
 
 def rewrite_shard(job: dict, encode_tokens: Callable[[np.ndarray], np.ndarray] | None = None) -> dict:
     """Read one shard, replace the columns asked for, write it under its new name."""
-    table = open_ipc(job["src"]).read_all()
+    expect = job.get("expect") or {}
+    where = f"shard {expect.get('path', job['src'])} of dataset '{job.get('dataset')}'"
+    table = ShardFile(job["src"], expect, where, verify=bool(expect)).read()
     if job["grid"]:
         action = table.column("action").combine_chunks()
         tokens = encode_tokens(action.values.to_numpy(zero_copy_only=False).reshape(-1, 7))
@@ -61,9 +68,9 @@ def rewrite_shard(job: dict, encode_tokens: Callable[[np.ndarray], np.ndarray] |
                 table = table.set_column(table.schema.get_field_index(name), name, pa.array(jpegs, pa.binary()))
     tmp = files.temporary_name(job["dst"])
     with files.open_file(tmp, "wb") as f:
-        write_table(f, table)
+        pins = write_table(f, table)
     files.rename(tmp, job["dst"])
-    return {"src": job["src"], "dst": job["dst"], "num_rows": table.num_rows}
+    return {"src": job["src"], "dst": job["dst"], "num_rows": table.num_rows, **pins}
 
 
 def commit_rewrite(
@@ -79,6 +86,7 @@ def commit_rewrite(
             if not files.exists(full):
                 raise ManifestError(f"shard {s['path']} was not written")
             s.update(sha256=files.sha256_file(full), bytes=files.size(full))
+            s[PIN_KEY] = checksums_pin(full)
         if image_size:
             intr = ds["intrinsics"]
             scaled = scale_intrinsics(

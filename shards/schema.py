@@ -1,18 +1,27 @@
 """The training shards: Arrow IPC files of steps, one row per step, episode-contiguous.
 
 Imported by trainers: no Beam, no TensorFlow. Writers hand in a file object (storage.files).
+`write_table` is the one writer of shards: it stores, in the schema metadata, the record batches'
+size (rows_per_batch), their Hugging Face features, and their checksum table (shards.integrity),
+and returns what the manifest pins of the shard besides its sha256. `ShardFile` is the one checked
+reader of a shard.
 """
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pyarrow as pa
 
+from shards.integrity import METADATA_KEY, PIN_KEY, ChecksumTable, IntegrityError, batch_digests, encode_table, pin
+from shards.manifest import ManifestError
 from storage import files
 
 COMPRESSION = "zstd"
 IMAGE_COLUMNS = ("image", "wrist_image", "depth")  # encoded images (JPEG; depth: 16-bit PNG)
+REQUIRED_COLUMNS = {"dataset", "episode_id", "step", "is_first", "is_last", "language_instruction", "image", "action"}
+SMALL_COLUMNS = ["is_last", "language_instruction", "dataset"]  # what checking a shard's rows reads
 
 
 def shard_schema(
@@ -86,15 +95,23 @@ def hf_metadata(schema: pa.Schema) -> str:
     return json.dumps({"info": {"features": features}})  # in the columns' order
 
 
-def write_table(f, table: pa.Table, rows_per_batch: int = 1024) -> None:
-    """An Arrow IPC file, zstd-compressed, in record batches of a fixed size (same bytes every time)."""
+def write_table(f, table: pa.Table, rows_per_batch: int = 1024) -> dict:
+    """An Arrow IPC file, zstd-compressed, in record batches of a fixed size (same bytes every time),
+    with a checksum per record batch and column. Returns the manifest's pin of the checksum table
+    ({"checksums_sha256": ...}), to be recorded beside the shard's sha256 and size."""
     options = pa.ipc.IpcWriteOptions(compression=COMPRESSION)
-    # rows_per_batch: readers locate rows with it; huggingface: Hugging Face datasets' features
-    table = table.replace_schema_metadata(
-        {"rows_per_batch": str(rows_per_batch), "huggingface": hf_metadata(table.schema)}
+    table = table.combine_chunks()
+    batches = table.to_batches(max_chunksize=rows_per_batch)  # the slicing write_table(max_chunksize=) does
+    checksums = encode_table(table.schema.names, [b.num_rows for b in batches], [batch_digests(b) for b in batches])
+    # rows_per_batch: readers locate rows with it; huggingface: Hugging Face datasets' features;
+    # checksums: verified by readers as they read each batch (shards.integrity)
+    schema = table.schema.with_metadata(
+        {"rows_per_batch": str(rows_per_batch), "huggingface": hf_metadata(table.schema), METADATA_KEY: checksums}
     )
-    with pa.ipc.new_file(f, table.schema, options=options) as w:
-        w.write_table(table.combine_chunks(), max_chunksize=rows_per_batch)
+    with pa.ipc.new_file(f, schema, options=options) as w:
+        for batch in batches:
+            w.write_batch(batch)
+    return {PIN_KEY: pin(checksums)}
 
 
 def shard_rows(f) -> int:
@@ -106,8 +123,143 @@ def shard_rows(f) -> int:
 def open_ipc(path: str, columns: list[str] | None = None) -> pa.RecordBatchFileReader:
     """An Arrow IPC file for random access: memory-mapped when local, through storage.files otherwise;
     `columns`: read (and decompress) only these."""
-    source = pa.memory_map(path) if files.local_path(path) else files.open_file(path, "rb")
+    local = files.local_path(path)
+    source = pa.memory_map(local) if local else files.open_file(path, "rb")
     if columns is None:
         return pa.ipc.open_file(source)
     names = pa.ipc.open_file(source).schema.names
     return pa.ipc.open_file(source, options=pa.ipc.IpcReadOptions(included_fields=[names.index(c) for c in columns]))
+
+
+def checksums_pin(path: str) -> str | None:
+    """The manifest's pin of a written shard's checksum table (its footer only is read), None without one."""
+    raw = (open_ipc(path).schema.metadata or {}).get(METADATA_KEY)
+    return None if raw is None else pin(raw)
+
+
+class ShardFile:
+    """One shard of an export opened for reading, checked against its manifest entry (`expect`: bytes,
+    num_rows, sha256 and, for shards written with checksums, checksums_sha256).
+
+    At open: the file exists with the manifest's size; its checksum table matches the manifest's pin
+    (verify=True). As each record batch is read: every column read against the table (verify=True).
+    A shard without a checksum table (written before them) is hashed whole at open instead (sha256:
+    it costs one read of the shard). `where` names the shard in every error (one line)."""
+
+    def __init__(self, path: str, expect: dict, where: str, verify: bool = True, data: pa.Buffer | None = None):
+        self.path, self.where, self.verify = path, where, verify
+        try:
+            size = files.size(path) if data is None else data.size
+        except FileNotFoundError:
+            raise IntegrityError(f"{where}: missing") from None
+        except OSError as e:
+            raise IntegrityError(f"{where}: cannot be opened ({e})") from None
+        if "bytes" in expect and size != expect["bytes"]:
+            raise IntegrityError(
+                f"{where}: {size} bytes, the manifest says {expect['bytes']} (changed since the export)"
+            )
+        local = files.local_path(path)
+        if data is not None:  # the file's bytes, already read (shards.verify hashes them too)
+            self.source = pa.BufferReader(data)
+        else:
+            self.source = pa.memory_map(local) if local else files.open_file(path, "rb")
+        try:
+            self.reader = pa.ipc.open_file(self.source)
+        except (pa.ArrowException, OSError) as e:
+            raise IntegrityError(f"{where}: not a readable Arrow IPC file ({str(e).splitlines()[0]})") from None
+        self.names = self.reader.schema.names
+        meta = self.reader.schema.metadata or {}
+        table = ChecksumTable.of(meta, expect.get(PIN_KEY) if verify else None, where)
+        if verify and table is None and data is None and files.sha256_file(path) != expect.get("sha256"):
+            raise IntegrityError(f"{where}: sha256 does not match the manifest (changed since the export)")
+        self.checksums = table if verify else None  # checked batch by batch
+        if verify:
+            self._check_head(size)
+        n = self.reader.num_record_batches
+        if table is not None:
+            self.offsets = table.offsets
+            if len(self.offsets) != n + 1:
+                raise IntegrityError(f"{where}: {n} record batches, its checksum table lists {len(self.offsets) - 1}")
+        elif b"rows_per_batch" in meta:  # fixed-size batches, the last shorter (row count: from the rows read)
+            self.offsets = np.arange(n + 1) * int(meta[b"rows_per_batch"])
+        else:
+            self.offsets = np.concatenate([[0], np.cumsum([self.reader.get_batch(i).num_rows for i in range(n)])])
+        self._readers: dict = {None: self.reader}
+
+    def _read_at(self, offset: int, n: int) -> bytes:
+        if isinstance(self.source, pa.NativeFile):
+            return bytes(self.source.read_at(n, offset))
+        self.source.seek(offset)
+        return self.source.read(n)
+
+    def _check_head(self, size: int) -> None:
+        """The file's leading copy of the schema (the stream format's, which file readers skip: they read
+        the footer's) equals the footer's, metadata and checksum table included."""
+        head = self._read_at(0, 16)
+        length = int.from_bytes(head[12:16], "little", signed=True) if len(head) == 16 else -1
+        ok = head[:6] == b"ARROW1" and head[8:12] == b"\xff\xff\xff\xff" and 0 < length <= size - 16
+        try:
+            ok = ok and pa.ipc.read_schema(pa.py_buffer(self._read_at(8, 8 + length))).equals(
+                self.reader.schema, check_metadata=True
+            )
+        except (pa.ArrowException, OSError):
+            ok = False
+        if not ok:
+            raise IntegrityError(f"{self.where}: its leading schema does not match its footer (corrupt)")
+
+    def _reader_of(self, columns: tuple | None):
+        if columns not in self._readers:
+            missing = sorted(set(columns) - set(self.names))
+            if missing:
+                raise IntegrityError(f"{self.where}: no column(s) {missing}")
+            options = pa.ipc.IpcReadOptions(included_fields=[self.names.index(c) for c in columns])
+            self._readers[columns] = pa.ipc.open_file(self.source, options=options)
+        return self._readers[columns]
+
+    def batch_of(self, row: int) -> int:
+        return int(np.searchsorted(self.offsets, row, side="right") - 1)
+
+    def read_batch(self, b: int, columns: list[str] | None = None) -> pa.RecordBatch:
+        """Record batch b (only `columns`, in the file's order, when given), each column checked."""
+        reader = self._reader_of(None if columns is None else tuple(c for c in self.names if c in set(columns)))
+        try:
+            batch = reader.get_batch(b)
+        except (pa.ArrowException, OSError, MemoryError) as e:
+            what = self.checksums.describe(b) if self.checksums else f"record batch {b}"
+            raise IntegrityError(f"{self.where}: {what} cannot be read ({str(e).splitlines()[0]})") from None
+        if self.checksums is not None:
+            self.checksums.check(b, batch, self.where)
+        return batch
+
+    def read(self, columns: list[str] | None = None) -> pa.Table:
+        """Every record batch (of `columns`), each checked."""
+        batches = [self.read_batch(b, columns) for b in range(len(self.offsets) - 1)]
+        if batches:
+            return pa.Table.from_batches(batches)
+        schema = self.reader.schema
+        return (
+            schema.empty_table()
+            if columns is None
+            else schema.empty_table().select([c for c in self.names if c in set(columns)])
+        )
+
+
+def check_shard(where: str, names: list[str], small: pa.Table, entry: dict, dataset: str, listed: list | None) -> None:
+    """A shard's contents against its manifest entry, from its column names and SMALL_COLUMNS (`small`):
+    the required columns and no column the manifest does not list (`listed`), its rows, its episodes,
+    and only rows of its own dataset (a valid shard of another dataset swapped in is refused)."""
+    missing = sorted(REQUIRED_COLUMNS - set(names))
+    unknown = sorted(set(names) - set(listed or names))
+    if missing or unknown:
+        raise ManifestError(
+            f"{where}: " + (f"no column(s) {missing}" if missing else f"column(s) {unknown} the manifest does not list")
+        )
+    if small.num_rows != entry["num_rows"]:
+        raise ManifestError(f"{where}: {small.num_rows} rows, the manifest says {entry['num_rows']}")
+    others = set(small.column("dataset").unique().to_pylist()) - {dataset}
+    if others:
+        raise ManifestError(f"{where}: rows of dataset(s) {sorted(others)}, the manifest lists it under '{dataset}'")
+    is_last = small.column("is_last").to_numpy(zero_copy_only=False)
+    episodes = int(is_last.sum()) + int(len(is_last) > 0 and not is_last[-1])
+    if "num_episodes" in entry and episodes != entry["num_episodes"]:
+        raise ManifestError(f"{where}: {episodes} episodes, the manifest says {entry['num_episodes']}")

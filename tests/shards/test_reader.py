@@ -14,6 +14,7 @@ from shards.manifest import ManifestError
 from shards.reader import MixtureDataset
 from shards.schema import shard_name, shard_schema, write_table
 from storage.files import sha256_file
+from tests.shards.exports import write_manifest, write_shard
 
 WEIGHTS = {"a": 1.0, "b": 2.0, "c": 0.5}
 EPISODES = {"a": [5, 9, 3, 7, 6, 4], "b": [10, 2, 8], "c": [3, 3, 3, 3, 3, 3, 3, 3]}  # steps per episode
@@ -34,7 +35,7 @@ def jpeg(value):
 @pytest.fixture(scope="module")
 def export(tmp_path_factory):
     out = tmp_path_factory.mktemp("export")
-    manifest = {"format_version": 1, "weights": WEIGHTS, "datasets": {}}
+    datasets = {}
     for name, lengths in EPISODES.items():
         shards, per_shard = [], [lengths[: len(lengths) // 2], lengths[len(lengths) // 2 :]]
         for i, eps in enumerate(per_shard):
@@ -55,26 +56,11 @@ def export(tmp_path_factory):
                     rows["action_tokens"].append([code % 4096, 4096, 8193])
             table = pa.Table.from_pydict(rows, schema=shard_schema())
             path = out / "shards" / name / shard_name("train", i, 2)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "wb") as f:
-                write_table(f, table, rows_per_batch=4)  # several batches per shard
-            shards.append(
-                {
-                    "path": str(path.relative_to(out)),
-                    "num_rows": table.num_rows,
-                    "num_episodes": len(eps),
-                    "sha256": sha256_file(str(path)),
-                    "bytes": path.stat().st_size,
-                }
-            )
-        manifest["datasets"][name] = {
-            "num_transitions": sum(lengths),
-            "num_trajectories": len(lengths),
-            "shards": shards,
-        }
+            shards.append(write_shard(out, path, table, rows_per_batch=4))  # several batches per shard
+        datasets[name] = {"shards": shards}
         if name in ABSOLUTE:
-            manifest["datasets"][name]["absolute_action_mask"] = ABSOLUTE[name]
-    (out / "manifest.json").write_text(json.dumps(manifest))
+            datasets[name]["absolute_action_mask"] = ABSOLUTE[name]
+    write_manifest(out, datasets, WEIGHTS)
     return out
 
 
@@ -179,39 +165,39 @@ def test_decoded_images_equal_pil(export):
     np.testing.assert_array_equal(step["image"], expected)
 
 
-def test_verify_refuses_changed_or_missing_shards(export, tmp_path):
+def test_a_changed_or_missing_shard_is_refused_when_read_not_at_construction(export, tmp_path):
+    """Construction reads the manifest only; a shard is checked when first opened (size, checksum pin)."""
     import shutil
 
     copy = tmp_path / "copy"
     shutil.copytree(export, copy)
-    MixtureDataset(str(copy), verify=True)
     shard = copy / json.loads((copy / "manifest.json").read_text())["datasets"]["b"]["shards"][1]["path"]
-    data = bytearray(shard.read_bytes())
-    data[100] ^= 0xFF
-    shard.write_bytes(bytes(data))
+    data = shard.read_bytes()
+    shard.write_bytes(data[:-10])
+    ds = MixtureDataset(str(copy), mode="epoch")  # no error: no shard is opened here
     with pytest.raises(
-        ManifestError, match=r"shard shards/b/train-00001-of-00002.arrow of dataset 'b' changed: sha256"
+        ManifestError, match=r"^shard shards/b/train-00001-of-00002.arrow of dataset 'b': \d+ bytes, the manifest says"
     ):
-        MixtureDataset(str(copy), verify=True)
-    shard.write_bytes(bytes(data[:-10]))
-    with pytest.raises(ManifestError, match=r"changed: \d+ bytes, manifest says \d+"):
-        MixtureDataset(str(copy), verify=True)
+        list(ds)
     shard.unlink()
-    with pytest.raises(ManifestError, match=r"shard shards/b/train-00001-of-00002.arrow of dataset 'b' is missing"):
-        MixtureDataset(str(copy), verify=True)
+    with pytest.raises(ManifestError, match=r"^shard shards/b/train-00001-of-00002.arrow of dataset 'b': missing$"):
+        list(MixtureDataset(str(copy), mode="epoch"))
 
 
 def rewrite_shard(out, dataset, index, table, rows=False):
-    """Replace a shard's contents and make the manifest agree on its size and hash (a manifest that
-    was written wrongly, or files swapped and the sizes patched): only the cheap checks can tell."""
+    """Replace a shard's contents and make the manifest agree on its size, hash and checksum pin (a
+    manifest that was written wrongly, or files swapped and the entry patched): only the checks of
+    the shard's contents can tell."""
     manifest = json.loads((out / "manifest.json").read_text())
     entry = manifest["datasets"][dataset]["shards"][index]
     path = out / entry["path"]
     with open(path, "wb") as f:
-        write_table(f, table, rows_per_batch=4)
+        entry.update(write_table(f, table, rows_per_batch=4))
     entry.update(bytes=path.stat().st_size, sha256=sha256_file(str(path)))
     if rows:
+        delta = table.num_rows - entry["num_rows"]
         entry["num_rows"] = table.num_rows
+        manifest["datasets"][dataset]["num_transitions"] += delta  # the manifest stays consistent
     (out / "manifest.json").write_text(json.dumps(manifest))
     return manifest
 
@@ -222,29 +208,43 @@ def read_shard(out, dataset, index):
         return pa.ipc.open_file(src).read_all()
 
 
-def test_a_shard_of_another_dataset_or_row_count_is_refused_without_hashing(export, tmp_path):
+def test_a_shard_of_another_dataset_or_row_count_is_refused(export, tmp_path):
     import shutil
 
+    other = tmp_path / "other"
+    shutil.copytree(export, other)
+    table = read_shard(export, "a", 0)
+    # c's valid shard where a's should be (entry patched, counts and weights made to agree)
+    manifest = rewrite_shard(other, "a", 0, read_shard(other, "c", 0), rows=True)
+    manifest["datasets"]["a"]["shards"][0]["num_episodes"] = 4
+    manifest["datasets"]["a"]["num_trajectories"] = sum(s["num_episodes"] for s in manifest["datasets"]["a"]["shards"])
+    manifest.pop("effective_weights"), manifest.pop("unbalanced_weights")
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ManifestError, match=r"train-00000-of-00002.arrow of dataset 'a': rows of dataset\(s\) \['c'\]"):
+        list(MixtureDataset(str(other), mode="epoch"))
     copy = tmp_path / "copy"
     shutil.copytree(export, copy)
-    rewrite_shard(copy, "a", 0, read_shard(copy, "c", 0), rows=True)  # c's valid shard where a's should be
-    ds = MixtureDataset(str(copy), mode="epoch", verify=False)
-    with pytest.raises(ManifestError, match=r"train-00000-of-00002.arrow: rows of dataset\(s\) \['c'\], the manifest"):
-        list(ds)
-    table = read_shard(export, "a", 0)
     rewrite_shard(copy, "a", 0, table.slice(0, table.num_rows - 3))
     with pytest.raises(ManifestError, match=rf"of dataset 'a': {table.num_rows - 3} rows, the manifest says"):
-        list(MixtureDataset(str(copy), mode="epoch", verify=False))
+        list(MixtureDataset(str(copy), mode="epoch"))
     rewrite_shard(copy, "a", 0, table.drop_columns(["image"]))
     with pytest.raises(ManifestError, match=r"of dataset 'a': no column\(s\) \['image'\]"):
-        list(MixtureDataset(str(copy), mode="epoch", verify=False))
-    # the default verifies hashes too: the same swap with a stale hash fails at construction
+        list(MixtureDataset(str(copy), mode="epoch"))
+    # rows of the right count, one episode fewer than the manifest says
+    flags = table.column("is_last").to_pylist()
+    flags[4] = False  # the first episode (5 steps) runs into the second
+    merged = table.set_column(4, "is_last", pa.array(flags))
+    rewrite_shard(copy, "a", 0, merged)
+    with pytest.raises(ManifestError, match=r"of dataset 'a': 2 episodes, the manifest says 3"):
+        list(MixtureDataset(str(copy), mode="epoch"))
+    # the right shard with a stale checksum pin in the manifest: refused as the shard is opened
     rewrite_shard(copy, "a", 0, table)
     manifest = json.loads((copy / "manifest.json").read_text())
-    manifest["datasets"]["a"]["shards"][0]["sha256"] = "0" * 64
+    manifest["datasets"]["a"]["shards"][0]["checksums_sha256"] = "0" * 64
     (copy / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ManifestError, match="sha256 does not match"):
-        MixtureDataset(str(copy))
+    with pytest.raises(ManifestError, match="its checksum table does not match the manifest"):
+        list(MixtureDataset(str(copy), mode="epoch"))
+    assert len(list(MixtureDataset(str(copy), mode="epoch", verify=False))) == len(all_steps())  # trusted
 
 
 @pytest.mark.parametrize("chunk", [None, 3])
