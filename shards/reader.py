@@ -317,6 +317,8 @@ class MixtureDataset(torch.utils.data.IterableDataset):
             rank, world_size = torch.distributed.get_rank(), torch.distributed.get_world_size()
         self.rank, self.world_size = rank or 0, world_size or 1
         self.epoch, self.consumed = 0, 0
+        self._finished = False  # the pass of `epoch` has yielded everything (epoch mode)
+        self._loaded = False  # the position was loaded (load_state_dict) and not yet resumed from
         self.worker: int | None = None  # the DataLoader worker whose part this reader reads (None: its own)
         self._resumed_slot: tuple[int, int] | None = None
         self._read_by_workers = torch.zeros(1, dtype=torch.int32).share_memory_()  # set by any worker's __iter__
@@ -347,6 +349,7 @@ class MixtureDataset(torch.utils.data.IterableDataset):
         return {
             "epoch": self.epoch,
             "consumed": self.consumed,
+            "finished": self._finished,
             "seed": self.seed,
             "mode": self.mode,
             "shuffle_buffer": self.buffer,
@@ -360,10 +363,15 @@ class MixtureDataset(torch.utils.data.IterableDataset):
             if key in state and state[key] != value:
                 raise ValueError(f"state was saved by a reader with {key}={state[key]!r}, this one has {value!r}")
         self.epoch, self.consumed = int(state["epoch"]), int(state["consumed"])
+        self._finished, self._loaded = bool(state.get("finished", False)), True
         self._resumed_slot = (int(state["slot"]), int(state["slots"])) if "slots" in state else None
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch, self.consumed = epoch, 0
+        """Read epoch `epoch` from its start (a new order in epoch mode), unless a position in that very
+        epoch was just loaded: then it continues from there."""
+        if self._loaded and epoch == self.epoch:
+            return
+        self.epoch, self.consumed, self._finished, self._loaded = epoch, 0, False, False
 
     # ------------------------------------------------------------ the index stream
 
@@ -546,6 +554,11 @@ class MixtureDataset(torch.utils.data.IterableDataset):
             self._read_by_workers[0] = 1
         else:
             self._read_here = True
+        loaded, self._loaded = self._loaded, False
+        if self._finished:
+            if loaded:  # resumed after the pass's last step: the rest of the pass is empty
+                return
+            self.epoch, self.consumed, self._finished = self.epoch + 1, 0, False  # the next pass
         slot, slots = self._slot()
         if self.consumed and self._resumed_slot not in (None, (slot, slots)):
             raise ValueError(
@@ -576,7 +589,7 @@ class MixtureDataset(torch.utils.data.IterableDataset):
             self.consumed += 1
             row = held.pop((leaving[0].path, leaving[1]), None)
             yield self._finish(row if row is not None else self._row(random_access, *leaving))
-        self.epoch, self.consumed = self.epoch + 1, 0
+        self._finished = True  # the next pass (a new __iter__) reads the next epoch
 
 
 def _decoded(data: bytes) -> np.ndarray:
