@@ -61,11 +61,13 @@ def write_manifest(out: Path, datasets: dict, weights: dict, columns: list[str] 
 
 
 def steps_table(
-    dataset: str, lengths: list[int], shard: int = 0, wrist: bool = False, image_bytes: int = 0
+    dataset: str, lengths: list[int], shard: int = 0, wrist: bool = False, image_bytes: int = 0, text: bool = False
 ) -> pa.Table:
-    """Rows of episodes of `lengths` steps; image: a tiny JPEG, or `image_bytes` random bytes (size tests)."""
+    """Rows of episodes of `lengths` steps; image: a tiny JPEG, or `image_bytes` random bytes (size tests);
+    text: input_ids of 2 + (step % 3) tokens."""
     rng = np.random.default_rng([zlib.crc32(dataset.encode()), shard])
-    rows: dict = {k: [] for k in shard_schema(with_wrist=wrist).names}
+    schema = shard_schema(with_wrist=wrist, with_text=text)
+    rows: dict = {k: [] for k in schema.names}
     for e, t in enumerate(lengths):
         for s in range(t):
             rows["dataset"].append(dataset)
@@ -80,7 +82,10 @@ def steps_table(
             rows["action"].append([e, s, 0.5, 0, 0, 0, float(s % 2)])
             rows["raw_action"].append([e, s, 0.5, 0, 0, 0, float(s % 2)])
             rows["action_tokens"].append([s % 4096, 4096, 8193])
-    return pa.Table.from_pydict(rows, schema=shard_schema(with_wrist=wrist))
+            if text:
+                rows["input_ids"].append(list(range(7, 9 + s % 3)))
+                rows["action_input_ids"].append([s, 1, 2])
+    return pa.Table.from_pydict(rows, schema=schema)
 
 
 def build_export(
@@ -90,6 +95,7 @@ def build_export(
     wrist: tuple = (),
     rows_per_batch: int = 1024,
     image_bytes: int = 0,
+    text: bool = False,
     **extra,
 ) -> dict:
     """An export of `episodes` ({dataset: [[steps per episode] per shard]}); datasets in `wrist` have a
@@ -98,9 +104,9 @@ def build_export(
     for name, shards in episodes.items():
         entries = []
         for i, lengths in enumerate(shards):
-            table = steps_table(name, lengths, i, name in wrist, image_bytes)
+            table = steps_table(name, lengths, i, name in wrist, image_bytes, text)
             path = out / "shards" / name / shard_name("train", i, len(shards))
             entries.append(write_shard(out, path, table, rows_per_batch))
         datasets[name] = {"shards": entries, "has_wrist_image": name in wrist}
-    columns = shard_schema(with_wrist=bool(wrist)).names
+    columns = shard_schema(with_wrist=bool(wrist), with_text=text).names
     return write_manifest(out, datasets, weights, columns, **extra)

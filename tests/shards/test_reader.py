@@ -1,6 +1,7 @@
 """The trainer's reader on a hand-built export: weights, epochs across workers and ranks, resume, chunks."""
 
 import io
+import itertools
 import json
 
 import numpy as np
@@ -14,7 +15,7 @@ from shards.manifest import ManifestError
 from shards.reader import MixtureDataset
 from shards.schema import shard_name, shard_schema, write_table
 from storage.files import sha256_file
-from tests.shards.exports import write_manifest, write_shard
+from tests.shards.exports import build_export, write_manifest, write_shard
 
 WEIGHTS = {"a": 1.0, "b": 2.0, "c": 0.5}
 EPISODES = {"a": [5, 9, 3, 7, 6, 4], "b": [10, 2, 8], "c": [3, 3, 3, 3, 3, 3, 3, 3]}  # steps per episode
@@ -289,3 +290,151 @@ def test_hugging_face_datasets_reads_an_export_with_images_as_images(export, tmp
         assert row["episode_id"] == table.column("episode_id")[i].as_py()
     with pytest.raises(pa.ArrowInvalid):  # IPC files, not streams: the reason load_export exists
         datasets.Dataset.from_file(str(export / manifest["datasets"]["b"]["shards"][0]["path"]))
+
+
+# ---------------------------------------------------------------- items as PyTorch users batch them
+
+
+@pytest.fixture(scope="module")
+def wrist_export(tmp_path_factory):
+    """b has a wrist camera, a and c do not; input_ids (variable length) from --text-tokenizer."""
+    out = tmp_path_factory.mktemp("wrist")
+    build_export(out, {"a": [[4, 5]], "b": [[6, 3], [5]], "c": [[7]]}, {"a": 1.0, "b": 1.0, "c": 1.0},
+                 wrist=("b",), rows_per_batch=4, text=True)  # fmt: skip
+    return out
+
+
+@pytest.mark.filterwarnings("error")  # no warning on any of the reader's paths (workers inherit the filter)
+@pytest.mark.parametrize("decode", [False, True])
+def test_every_item_has_the_mixtures_keys_and_default_collate_batches_them(wrist_export, decode):
+    columns = [c for c in shard_schema(with_wrist=True).names]  # every column but the variable-length input_ids
+    ds = MixtureDataset(
+        str(wrist_export), mode="epoch", shuffle_buffer=8, seed=2, decode_images=decode, columns=columns
+    )
+    items = list(ds)
+    assert {i["dataset"] for i in items} == {"a", "b", "c"}
+    assert all(set(i) == set(columns) | {"has_wrist_image"} for i in items)
+    for i in items:
+        assert i["has_wrist_image"] == (i["dataset"] == "b")
+        if not decode:
+            assert i["wrist_image"] == (jpeg(200) if i["dataset"] == "b" else b"")
+        elif i["dataset"] == "b":
+            np.testing.assert_array_equal(
+                i["wrist_image"], np.asarray(Image.open(io.BytesIO(jpeg(200))).convert("RGB"))
+            )
+        else:
+            assert i["wrist_image"].shape == i["image"].shape and not i["wrist_image"].any()
+    loader = torch.utils.data.DataLoader(ds, batch_size=8, num_workers=2)  # torch's default_collate
+    batches = list(loader)
+    assert sum(len(b["dataset"]) for b in batches) == len(items) == 30
+    b = batches[0]
+    assert (
+        b["action"].shape == (8, 7) and b["action"].dtype == torch.float32 and b["has_wrist_image"].dtype == torch.bool
+    )
+    if decode:
+        assert b["wrist_image"].shape == b["image"].shape == (8, 8, 8, 3)
+    for batch in batches:  # the batch's masks say which wrist images are real
+        assert batch["has_wrist_image"].tolist() == [d == "b" for d in batch["dataset"]]
+
+
+@pytest.mark.filterwarnings("error")
+def test_collate_pads_the_variable_length_input_ids(wrist_export):
+    from shards.reader import collate
+
+    ds = MixtureDataset(str(wrist_export), mode="epoch", shuffle_buffer=8, seed=2, chunk=2)
+    items = list(ds)[:8]
+    with pytest.raises(RuntimeError):  # default_collate cannot stack ids of different lengths
+        torch.utils.data.default_collate(items)
+    batch = collate(items)
+    lengths = [2 + int(i["step"]) % 3 for i in items]
+    assert batch["input_ids"].shape == (8, max(lengths)) and batch["input_ids_mask"].sum(1).tolist() == lengths
+    for row, n in zip(batch["input_ids"].tolist(), lengths):
+        assert row == list(range(7, 7 + n)) + [0] * (max(lengths) - n)
+    assert batch["action_chunk"].shape == (8, 2, 7) and batch["action_input_ids"].shape == (8, 3)
+    loaded = next(iter(torch.utils.data.DataLoader(ds, batch_size=8, num_workers=2, collate_fn=collate)))
+    assert loaded["input_ids"].shape[0] == 8
+
+
+# ---------------------------------------------------------------- disjoint mode keeps the weights
+
+
+def test_disjoint_mode_keeps_every_weight_with_datasets_smaller_than_the_slots(tmp_path):
+    """16 slots: "big" (200 rows) and "mid" (24 rows) are spread (each slot its own rows), "tiny" (3 rows)
+    is shared by all slots; over every slot's stream each dataset's share is its weight."""
+    build_export(tmp_path, {"big": [[40] * 5], "mid": [[8] * 3], "tiny": [[3]]}, {"big": 1.0, "mid": 1.0, "tiny": 1.0})
+    ds = MixtureDataset(str(tmp_path), mode="disjoint", balance=False, shuffle_buffer=4, seed=0)
+    slots, n = 16, 600
+    counts = {"big": 0, "mid": 0, "tiny": 0}
+    rows = {"big": [], "mid": []}
+    for slot in range(slots):
+        mine = list(itertools.islice(ds.indices(slot, slots), n))
+        seen = {d: [r for s, r in mine if s.dataset == d] for d in counts}
+        assert seen["tiny"], f"slot {slot} never draws the tiny dataset"
+        for d in counts:
+            counts[d] += len(seen[d])
+        for d in rows:
+            rows[d].append({(s.path, r) for s, r in mine if s.dataset == d})
+    stat, p = chisquare(list(counts.values()), [slots * n / 3] * 3)  # balance=False: equal weights
+    assert p > 0.001, counts
+    for d, total in (("big", 200), ("mid", 24)):  # spread: every row drawn by exactly one slot
+        assert sum(len(r) for r in rows[d]) == len(set().union(*rows[d])) == total
+
+
+# ---------------------------------------------------------------- a manifest that contradicts itself
+
+
+def _mutations():
+    def shard(m):
+        return m["datasets"]["b"]["shards"][1]
+
+    return [
+        (lambda m: m["datasets"]["b"].update(num_transitions=21), r"datasets\.b\.num_transitions is 21, its shards hold 20 rows"),
+        (lambda m: m["datasets"]["b"].update(num_trajectories=4), r"datasets\.b\.num_trajectories is 4, its shards hold 3 episodes"),
+        (lambda m: shard(m).update(num_episodes=11), r"datasets\.b\.shards\[1\]\.num_episodes is 11 for 10 rows"),
+        (lambda m: shard(m).update(num_rows=-1), r"datasets\.b\.shards\[1\]\.num_rows must be a count >= 0, got -1"),
+        (lambda m: shard(m).update(sha256="xyz"), r"datasets\.b\.shards\[1\]\.sha256 is not a sha256 hex digest"),
+        (lambda m: shard(m).update(checksums_sha256=None), r"datasets\.b\.shards\[1\]\.checksums_sha256 is not a sha256"),
+        (lambda m: shard(m).update(path=m["datasets"]["a"]["shards"][0]["path"]), r"datasets\.b\.shards\[1\]\.path 'shards/a/train-00000-of-00002.arrow' is also datasets\.a\.shards\[0\]\.path"),
+        (lambda m: m["weights"].pop("c"), r"weights has no entry for dataset 'c'"),
+        (lambda m: m["weights"].update(d=1.0), r"weights\.d names no dataset of the manifest"),
+        (lambda m: m["weights"].update(a=-1.0), r"weights\.a must be a finite number >= 0, got -1\.0"),
+        (lambda m: m["weights"].update(a=0, b=0, c=0), r"weights are all 0"),
+        (lambda m: m["effective_weights"].update(a=0.5), r"effective_weights\.a is 0\.5, its weights x num_transitions give 0\.39534883"),  # 34 / (34 + 2 x 20 + 0.5 x 24)
+        (lambda m: m["unbalanced_weights"].update(c=0.5), r"unbalanced_weights\.c is 0\.5, its weights give 0\.142857"),
+        (lambda m: m["effective_weights"].pop("c"), r"effective_weights must name exactly the datasets \['a', 'b', 'c'\]"),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("mutate,message", _mutations())
+def test_a_manifest_whose_counts_or_weights_contradict_is_refused_in_one_line(export, tmp_path, mutate, message):
+    manifest = json.loads((export / "manifest.json").read_text())
+    mutate(manifest)
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ManifestError, match=r"^\S*manifest.json: " + message) as e:
+        MixtureDataset(str(tmp_path))
+    assert "\n" not in str(e.value)
+
+
+# ---------------------------------------------------------------- a synthetic export says so, once
+
+
+def test_a_synthetic_export_warns_once_per_process(export, tmp_path):
+    import shutil
+    import warnings
+
+    from shards.manifest import SyntheticDataWarning
+
+    copy = tmp_path / "copy"
+    shutil.copytree(export, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["synthetic"] = True
+    manifest["inputs"] = {"a": {"synthetic": True}, "b": {"synthetic": True}, "c": {"synthetic": False}}
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = MixtureDataset(str(copy), mode="epoch")
+        MixtureDataset(str(copy), mode="stream")
+        list(torch.utils.data.DataLoader(ds, batch_size=8, num_workers=2))  # workers do not construct: silent
+        MixtureDataset(str(export))  # no "synthetic" key: real data, no warning
+    lines = [str(w.message) for w in caught if issubclass(w.category, SyntheticDataWarning)]
+    assert len(lines) == 1 and "synthetic sample corpus (datasets a, b)" in lines[0] and "\n" not in lines[0]
