@@ -165,10 +165,10 @@ class ShardFile:
             self.source = pa.memory_map(local) if local else files.open_file(path, "rb")
         try:
             self.reader = pa.ipc.open_file(self.source)
-        except (pa.ArrowException, OSError) as e:
+            self.names = self.reader.schema.names
+            meta = self.reader.schema.metadata or {}
+        except (pa.ArrowException, OSError, UnicodeDecodeError) as e:  # names are decoded as UTF-8
             raise IntegrityError(f"{where}: not a readable Arrow IPC file ({str(e).splitlines()[0]})") from None
-        self.names = self.reader.schema.names
-        meta = self.reader.schema.metadata or {}
         table = ChecksumTable.of(meta, expect.get(PIN_KEY) if verify else None, where)
         if verify and table is None and data is None and files.sha256_file(path) != expect.get("sha256"):
             raise IntegrityError(f"{where}: sha256 does not match the manifest (changed since the export)")
@@ -202,7 +202,7 @@ class ShardFile:
             ok = ok and pa.ipc.read_schema(pa.py_buffer(self._read_at(8, 8 + length))).equals(
                 self.reader.schema, check_metadata=True
             )
-        except (pa.ArrowException, OSError):
+        except (pa.ArrowException, OSError, UnicodeDecodeError):
             ok = False
         if not ok:
             raise IntegrityError(f"{self.where}: its leading schema does not match its footer (corrupt)")
