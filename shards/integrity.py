@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import struct
 
 import numpy as np
 import pyarrow as pa
@@ -47,38 +46,83 @@ class IntegrityError(ManifestError):
     """Bytes that are not what the export wrote; the message names the shard (and batch, column)."""
 
 
-def _offsets(buf, offset: int, n: int, dtype) -> np.ndarray:
-    """n + 1 value offsets of a (possibly sliced) binary or list array, from its offsets buffer."""
-    return np.frombuffer(buf, dtype=dtype, count=n + 1, offset=offset * np.dtype(dtype).itemsize)
+_PRIMITIVE, _BOOLEAN, _BINARY, _FIXED_LIST, _LIST, _OTHER = range(6)
+_KINDS: dict = {}  # DataType -> (kind, byte width of its offsets or values, list size)
+
+
+def _kind(t: pa.DataType) -> tuple:
+    if t not in _KINDS:
+        if pa.types.is_boolean(t):
+            kind = (_BOOLEAN, 0, 0)
+        elif pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_temporal(t):
+            kind = (_PRIMITIVE, t.bit_width // 8, 0)
+        elif pa.types.is_binary(t) or pa.types.is_string(t):
+            kind = (_BINARY, 4, 0)
+        elif pa.types.is_large_binary(t) or pa.types.is_large_string(t):
+            kind = (_BINARY, 8, 0)
+        elif pa.types.is_fixed_size_list(t):
+            kind = (_FIXED_LIST, 0, t.list_size)
+        elif pa.types.is_list(t):
+            kind = (_LIST, 4, 0)
+        elif pa.types.is_large_list(t):
+            kind = (_LIST, 8, 0)
+        else:
+            kind = (_OTHER, 0, 0)
+        _KINDS[t] = kind
+    return _KINDS[t]
+
+
+def _rebased(buf, offset: int, n: int, width: int) -> tuple[bytes | memoryview, int, int]:
+    """The n + 1 value offsets of a binary or list array as they would start from 0 (the bytes a
+    file holds for them), and the first and end positions of its values."""
+    view = memoryview(buf)[offset * width : (offset + n + 1) * width]
+    first = int.from_bytes(view[:width], "little", signed=True)
+    end = int.from_bytes(view[n * width :], "little", signed=True)
+    if first == 0:  # as read back from a file: the offsets as they are
+        return view, first, end
+    o = np.frombuffer(view, dtype=np.int32 if width == 4 else np.int64)
+    return (o - o[0]).tobytes(), first, end
 
 
 def _update(h, arr: pa.Array) -> None:
     """Feed the values of `arr` to `h` in a canonical form: the same for a slice of an in-memory array
     (what the writer has) and for the same rows read back from the file (offset 0, rebased offsets)."""
-    t, n, off = arr.type, len(arr), arr.offset
-    nulls = arr.null_count
-    h.update(struct.pack("<qq", n, nulls))
-    if nulls:
-        h.update(arr.is_valid().to_numpy(zero_copy_only=False).tobytes())
-    if pa.types.is_boolean(t):
-        h.update(arr.fill_null(False).to_numpy(zero_copy_only=False).tobytes())
-    elif pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_temporal(t):
-        width = t.bit_width // 8
+    kind, width, size = _kind(arr.type)
+    n, off, nulls = len(arr), arr.offset, arr.null_count
+    h.update(b"%d,%d;" % (n, nulls))
+    if nulls:  # rare (no column the pipeline writes has nulls): python objects, no pyarrow.compute import
+        h.update(bytes(v is not None for v in arr.to_pylist()))
+    if kind == _PRIMITIVE:
         h.update(memoryview(arr.buffers()[1])[off * width : (off + n) * width])
-    elif pa.types.is_binary(t) or pa.types.is_string(t) or pa.types.is_large_binary(t) or pa.types.is_large_string(t):
-        dtype = np.int64 if pa.types.is_large_binary(t) or pa.types.is_large_string(t) else np.int32
+    elif kind == _BOOLEAN:  # the bits, packed from the first row, unused bits of the last byte zero
+        if nulls:
+            h.update(np.packbits([v is True for v in arr.to_pylist()], bitorder="little").tobytes())
+        elif off % 8 == 0:  # as read back, and most slices: the bitmap's own bytes
+            bits = bytearray(memoryview(arr.buffers()[1])[off // 8 : off // 8 + (n + 7) // 8])
+            if n % 8:
+                bits[-1] &= (1 << (n % 8)) - 1
+            h.update(bits)
+        else:
+            h.update(np.packbits(arr.to_numpy(zero_copy_only=False), bitorder="little").tobytes())
+    elif kind == _BINARY:
         _, offsets, data = arr.buffers()
-        o = _offsets(offsets, off, n, dtype)
-        h.update(np.diff(o).tobytes())
+        rebased, first, end = _rebased(offsets, off, n, width)
+        h.update(rebased)
         if data is not None:
-            h.update(memoryview(data)[int(o[0]) : int(o[-1])])
-    elif pa.types.is_fixed_size_list(t):
-        k = t.list_size
-        _update(h, arr.values.slice(off * k, n * k))  # .values ignores the array's own offset
-    elif pa.types.is_list(t) or pa.types.is_large_list(t):
-        o = _offsets(arr.buffers()[1], off, n, np.int64 if pa.types.is_large_list(t) else np.int32)
-        h.update(np.diff(o).tobytes())
-        _update(h, arr.values.slice(int(o[0]), int(o[-1] - o[0])))
+            h.update(memoryview(data)[first:end])
+    elif kind == _FIXED_LIST:
+        values = arr.values  # ignores the array's own offset
+        child, child_width, _ = _kind(values.type)
+        if child == _PRIMITIVE and not values.null_count:  # the one-level case, without a slice object
+            start = values.offset + off * size
+            h.update(b"%d,0;" % (n * size))
+            h.update(memoryview(values.buffers()[1])[start * child_width : (start + n * size) * child_width])
+        else:
+            _update(h, values.slice(off * size, n * size))
+    elif kind == _LIST:
+        rebased, first, end = _rebased(arr.buffers()[1], off, n, width)
+        h.update(rebased)
+        _update(h, arr.values.slice(first, end - first))
     else:  # other types: their IPC serialization, which rebases slices the way the file writer does
         h.update(pa.RecordBatch.from_arrays([arr], ["c"]).serialize())
 

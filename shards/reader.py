@@ -71,6 +71,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  # used by the first shard checks: imported before DataLoader workers fork
 import torch
 
 from manifests.weights import effective_weights
@@ -183,29 +184,25 @@ def _empty_like(type_: pa.DataType):
     return None
 
 
-def _columns(batch: pa.RecordBatch) -> dict:
-    """A record batch as writable numpy arrays and python lists, converted once for fast row access."""
-    out = {}
+def _columns(batch: pa.RecordBatch) -> tuple[dict, dict]:
+    """A record batch as numpy arrays and python lists, converted once for fast row access: (columns
+    whose rows are values: scalars, str, bytes; columns whose rows are arrays, copied per row so that
+    an item never shares memory with the batch kept for other rows). Arrays are writable (torch)."""
+    values, arrays = {}, {}
     for name, col in zip(batch.schema.names, batch.columns):
         t = col.type
         if pa.types.is_fixed_size_list(t) and not col.null_count:
-            values = col.values.slice(col.offset * t.list_size, len(col) * t.list_size)
-            out[name] = np.array(values.to_numpy(zero_copy_only=False)).reshape(len(col), t.list_size)
+            flat = col.values.slice(col.offset * t.list_size, len(col) * t.list_size)
+            arrays[name] = np.array(flat.to_numpy(zero_copy_only=False)).reshape(len(col), t.list_size)
         elif (pa.types.is_integer(t) or pa.types.is_boolean(t) or pa.types.is_floating(t)) and not col.null_count:
-            out[name] = np.array(col.to_numpy(zero_copy_only=False))
+            values[name] = np.array(col.to_numpy(zero_copy_only=False))
         elif (pa.types.is_list(t) or pa.types.is_large_list(t)) and not col.null_count:
             offsets = col.offsets.to_numpy()
-            values = np.array(col.values.to_numpy(zero_copy_only=False))
-            out[name] = [values[a:b] for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist())]
+            flat = np.array(col.values.to_numpy(zero_copy_only=False))
+            arrays[name] = [flat[a:b] for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist())]
         else:
-            out[name] = col.to_pylist()
-    return out
-
-
-def _pick(values, i: int):
-    """Row i of a converted column: arrays are copied (the batch stays as read for other rows)."""
-    v = values[i]
-    return v.copy() if isinstance(v, np.ndarray) else v
+            values[name] = col.to_pylist()
+    return values, arrays
 
 
 def collate(batch: list[dict]) -> dict:
@@ -235,7 +232,8 @@ class _Batches:
         self.reader, self.capacity = reader, capacity
         self.cache: OrderedDict = OrderedDict()
 
-    def locate(self, shard: Shard, row: int) -> tuple[dict, int]:
+    def locate(self, shard: Shard, row: int) -> tuple[dict, dict, int]:
+        """(values, arrays) of the batch holding `row` (see _columns), and the row's index in it."""
         f = self.reader._file(shard)
         b = f.batch_of(row)
         key = (shard.path, b)
@@ -245,7 +243,8 @@ class _Batches:
                 self.cache.popitem(last=False)
         else:
             self.cache.move_to_end(key)
-        return self.cache[key], row - int(f.offsets[b])
+        values, arrays = self.cache[key]
+        return values, arrays, row - f.starts[b]
 
 
 class MixtureDataset(torch.utils.data.IterableDataset):
@@ -492,18 +491,20 @@ class MixtureDataset(torch.utils.data.IterableDataset):
 
     def _row(self, batches: _Batches, shard: Shard, row: int) -> dict:
         episodes = self._episodes_of(shard)  # checks the shard the first time
-        cols, i = batches.locate(shard, row)
-        step = {k: _pick(v, i) for k, v in cols.items()}
+        values, arrays, i = batches.locate(shard, row)
+        step = {k: v[i] for k, v in values.items()}
+        for k, v in arrays.items():
+            step[k] = v[i].copy()
         if self.chunk:
             end = int(episodes.ends[row])
             wanted = np.arange(row, row + self.chunk)
             rows = np.minimum(wanted, end - 1)
-            if i + int(rows[-1]) - row < len(cols["action"]):  # the chunk lies in this record batch: one gather
-                acts, toks = cols["action"][rows - row + i], cols["action_tokens"][rows - row + i]
+            if i + int(rows[-1]) - row < len(arrays["action"]):  # the chunk lies in this record batch: one gather
+                acts, toks = arrays["action"][rows - row + i], arrays["action_tokens"][rows - row + i]
             else:
                 located = [batches.locate(shard, r) for r in rows.tolist()]
-                acts = np.stack([c["action"][j] for c, j in located])
-                toks = np.stack([c["action_tokens"][j] for c, j in located])
+                acts = np.stack([a["action"][j] for _, a, j in located])
+                toks = np.stack([a["action_tokens"][j] for _, a, j in located])
             step["chunk_mask"] = wanted < end
             step["action_chunk"] = pad_chunk(acts, step["chunk_mask"], self.absolute[shard.dataset])
             # tokens of the padding would need the grid (not read here): the last step's tokens, marked by chunk_mask
@@ -514,8 +515,8 @@ class MixtureDataset(torch.utils.data.IterableDataset):
             step["obs_mask"] = wanted >= start
             step["obs_images"] = []
             for r in np.maximum(wanted, start).tolist():
-                c, j = batches.locate(shard, r)
-                step["obs_images"].append(c["image"][j])
+                v, _, j = batches.locate(shard, r)
+                step["obs_images"].append(v["image"][j])
         return step
 
     def _type_of(self, column: str) -> pa.DataType | None:
@@ -565,31 +566,53 @@ class MixtureDataset(torch.utils.data.IterableDataset):
                 f"state was saved by slot {self._resumed_slot[0]} of {self._resumed_slot[1]} (rank x DataLoader "
                 f"worker), this reader is slot {slot} of {slots}: resume with the same ranks and num_workers"
             )
-        # rows are fetched as they enter the shuffle buffer (sequential reads) and held until they leave
+        # rows are fetched as they enter the shuffle buffer (sequential reads) and held until they leave;
+        # a row in the buffer more than once (a dataset smaller than the buffer) is fetched once
         sequential = _Batches(self, capacity=2 * len(self.names) + 2)
-        random_access = _Batches(self, capacity=8)  # rows held twice in the buffer
-        held: dict = {}
-        pending: dict = {}  # while a resume is replayed: what the buffer holds, fetched when the replay ends
+        random_access = _Batches(self, capacity=8)  # rows whose fetch a resume could not keep
+        held: dict = {}  # (path, row) -> [step, copies in the buffer]
+        pending: dict = {}  # while a resume is replayed: (path, row) -> [(shard, row), copies in the buffer]
         to_skip = self.consumed
         for leaving, entering in self.events(slot, slots):
             if to_skip:
                 if entering is not None:
-                    pending[(entering[0].path, entering[1])] = entering
+                    pending.setdefault((entering[0].path, entering[1]), [entering, 0])[1] += 1
                 if leaving is not None:
-                    pending.pop((leaving[0].path, leaving[1]), None)
+                    _release(pending, (leaving[0].path, leaving[1]), copy=False)
                     to_skip -= 1
                     if not to_skip:  # replayed: fetch the buffer's rows in file order
-                        held = {k: self._row(sequential, *pending[k]) for k in sorted(pending)}
+                        held = {k: [self._row(sequential, *pending[k][0]), pending[k][1]] for k in sorted(pending)}
                         pending = {}
                 continue
             if entering is not None:
-                held[(entering[0].path, entering[1])] = self._row(sequential, *entering)
+                key = (entering[0].path, entering[1])
+                if key in held:
+                    held[key][1] += 1
+                else:
+                    held[key] = [self._row(sequential, *entering), 1]
             if leaving is None:
                 continue
             self.consumed += 1
-            row = held.pop((leaving[0].path, leaving[1]), None)
+            row = _release(held, (leaving[0].path, leaving[1]))
             yield self._finish(row if row is not None else self._row(random_access, *leaving))
         self._finished = True  # the next pass (a new __iter__) reads the next epoch
+
+
+def _release(held: dict, key, copy: bool = True):
+    """One copy of `key` leaves the buffer: its step (a copy while others stay), None when not held."""
+    entry = held.get(key)
+    if entry is None:
+        return None
+    entry[1] -= 1
+    if entry[1] > 0 and not copy:
+        return entry[0]
+    if entry[1] > 0:  # items are finished (decoded, filled) in place: the copies left keep theirs
+        step = entry[0]
+        return {
+            k: v.copy() if isinstance(v, np.ndarray) else list(v) if isinstance(v, list) else v for k, v in step.items()
+        }
+    del held[key]
+    return entry[0]
 
 
 def _decoded(data: bytes) -> np.ndarray:

@@ -9,6 +9,7 @@ reader of a shard.
 
 from __future__ import annotations
 
+import bisect
 import json
 
 import numpy as np
@@ -184,6 +185,7 @@ class ShardFile:
             self.offsets = np.arange(n + 1) * int(meta[b"rows_per_batch"])
         else:
             self.offsets = np.concatenate([[0], np.cumsum([self.reader.get_batch(i).num_rows for i in range(n)])])
+        self.starts = self.offsets.tolist()  # for bisect: faster than numpy for one row at a time
         self._readers: dict = {None: self.reader}
 
     def _read_at(self, offset: int, n: int) -> bytes:
@@ -217,7 +219,7 @@ class ShardFile:
         return self._readers[columns]
 
     def batch_of(self, row: int) -> int:
-        return int(np.searchsorted(self.offsets, row, side="right") - 1)
+        return bisect.bisect_right(self.starts, row) - 1
 
     def read_batch(self, b: int, columns: list[str] | None = None) -> pa.RecordBatch:
         """Record batch b (only `columns`, in the file's order, when given), each column checked."""
