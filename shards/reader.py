@@ -184,10 +184,11 @@ def _empty_like(type_: pa.DataType):
     return None
 
 
-def _columns(batch: pa.RecordBatch) -> tuple[dict, dict]:
+def _columns(batch: pa.RecordBatch, f: ShardFile | None = None, b: int = 0) -> tuple[dict, dict]:
     """A record batch as numpy arrays and python lists, converted once for fast row access: (columns
     whose rows are values: scalars, str, bytes; columns whose rows are arrays, copied per row so that
-    an item never shares memory with the batch kept for other rows). Arrays are writable (torch)."""
+    an item never shares memory with the batch kept for other rows). Arrays are writable (torch).
+    `f`, `b`: the shard and batch it was read from with `fused` (its binary columns checked here)."""
     values, arrays = {}, {}
     for name, col in zip(batch.schema.names, batch.columns):
         t = col.type
@@ -201,7 +202,7 @@ def _columns(batch: pa.RecordBatch) -> tuple[dict, dict]:
             flat = np.array(col.values.to_numpy(zero_copy_only=False))
             arrays[name] = [flat[a:b] for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist())]
         else:
-            values[name] = col.to_pylist()
+            values[name] = col.to_pylist() if f is None else f.read_values(b, name, col)
     return values, arrays
 
 
@@ -238,7 +239,7 @@ class _Batches:
         b = f.batch_of(row)
         key = (shard.path, b)
         if key not in self.cache:
-            self.cache[key] = _columns(f.read_batch(b, self.reader.columns))
+            self.cache[key] = _columns(f.read_batch(b, self.reader.columns, fused=True), f, b)
             if len(self.cache) > self.capacity:
                 self.cache.popitem(last=False)
         else:

@@ -15,7 +15,17 @@ import json
 import numpy as np
 import pyarrow as pa
 
-from shards.integrity import METADATA_KEY, PIN_KEY, ChecksumTable, IntegrityError, batch_digests, encode_table, pin
+from shards.integrity import (
+    METADATA_KEY,
+    PIN_KEY,
+    ChecksumTable,
+    IntegrityError,
+    batch_digests,
+    checked_binary,
+    encode_table,
+    fusable,
+    pin,
+)
 from shards.manifest import ManifestError
 from storage import files
 
@@ -221,8 +231,9 @@ class ShardFile:
     def batch_of(self, row: int) -> int:
         return bisect.bisect_right(self.starts, row) - 1
 
-    def read_batch(self, b: int, columns: list[str] | None = None) -> pa.RecordBatch:
-        """Record batch b (only `columns`, in the file's order, when given), each column checked."""
+    def read_batch(self, b: int, columns: list[str] | None = None, fused: bool = False) -> pa.RecordBatch:
+        """Record batch b (only `columns`, in the file's order, when given), each column checked; with
+        `fused`, the binary columns are left for the caller to check as it converts them (read_values)."""
         reader = self._reader_of(None if columns is None else tuple(c for c in self.names if c in set(columns)))
         try:
             batch = reader.get_batch(b)
@@ -230,8 +241,18 @@ class ShardFile:
             what = self.checksums.describe(b) if self.checksums else f"record batch {b}"
             raise IntegrityError(f"{self.where}: {what} cannot be read ({str(e).splitlines()[0]})") from None
         if self.checksums is not None:
-            self.checksums.check(b, batch, self.where)
+            skip = tuple(n for n, c in zip(batch.schema.names, batch.columns) if fused and fusable(c))
+            self.checksums.check(b, batch, self.where, skip)
         return batch
+
+    def read_values(self, b: int, name: str, column: pa.Array) -> list:
+        """A column of record batch b read with `fused`, as python objects, checked as it is converted."""
+        if self.checksums is None or not fusable(column):
+            return column.to_pylist()
+        values = checked_binary(column, self.checksums.expected(b, name, self.where))
+        if values is None:
+            self.checksums.mismatch(b, name, self.where)
+        return values
 
     def read(self, columns: list[str] | None = None) -> pa.Table:
         """Every record batch (of `columns`), each checked."""
