@@ -438,3 +438,21 @@ def test_a_synthetic_export_warns_once_per_process(export, tmp_path):
         MixtureDataset(str(export))  # no "synthetic" key: real data, no warning
     lines = [str(w.message) for w in caught if issubclass(w.category, SyntheticDataWarning)]
     assert len(lines) == 1 and "synthetic sample corpus (datasets a, b)" in lines[0] and "\n" not in lines[0]
+
+
+def test_build_datasets_warns_once_for_a_synthetic_export(tmp_path):
+    import warnings
+
+    from shards.manifest import SyntheticDataWarning
+    from shards.spatialvla import build_datasets
+    from tests.shards.test_spatialvla import build, data_args
+
+    out = build(tmp_path / "export")
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["synthetic"] = True
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        build_datasets(data_args(out), None)
+        build_datasets(data_args(out), None)
+    assert sum(issubclass(w.category, SyntheticDataWarning) for w in caught) == 1
