@@ -27,8 +27,9 @@ Items. Every item has the same keys: the mixture's columns (the manifest's `colu
 asked for with `columns=`); a column that a dataset lacks (e.g. `wrist_image`) is present as an
 empty value of its type (b"", "", zeros; zero pixels when decoded) and each optional column has a
 `has_<column>` flag. Numbers are writable numpy arrays, missing instructions "". So
-`torch.utils.data.default_collate` batches every export; `collate` (below) also pads the one
-variable-length column (`input_ids`, exports made with --text-tokenizer).
+`torch.utils.data.default_collate` batches every column of one size; `collate` (below) also pads the
+variable-length ones (`input_ids` of exports made with --text-tokenizer, `proprio` where datasets
+have proprio of different sizes).
 
 Chunks. `chunk=K` adds the episode's actions t..t+K-1; past the episode's end a dimension that the
 manifest marks absolute (`absolute_action_mask`, default: the gripper) repeats the last value and
@@ -47,7 +48,9 @@ resumed reader replays only the index stream, which is cheap, fetches what its b
 order, and continues exactly where it stopped. With DataLoader workers each worker has its own
 position: torchdata's `StatefulDataLoader` saves and restores them (with batches prefetched or
 not); `ds.state_dict()` in the main process then refuses (one line), since it cannot know them.
-Resume with the same seed, mode, buffer, ranks and `num_workers` (checked).
+Resume with the same seed, mode, buffer, ranks and `num_workers` (checked). Iterating again continues
+the pass where it stopped; a position made by another slot layout (items taken in the main process,
+then a DataLoader with workers) does not carry over: each worker starts the pass.
 
 Samples. Steps a dataset's sample filter marks `sampled == False` (DROID's still steps) are never
 yielded, but serve as context: a step is drawn when any step of its action chunk moves
@@ -207,8 +210,9 @@ def _columns(batch: pa.RecordBatch, f: ShardFile | None = None, b: int = 0) -> t
 
 
 def collate(batch: list[dict]) -> dict:
-    """`torch.utils.data.default_collate`, and variable-length 1-D arrays (`input_ids`) padded with 0
-    to the batch's longest, with `<key>_mask` (True where real). Use as `DataLoader(collate_fn=collate)`."""
+    """`torch.utils.data.default_collate`, and 1-D arrays of different lengths (`input_ids`, `proprio` of
+    datasets with different proprio sizes) padded with 0 to the batch's longest, with `<key>_mask` (True
+    where real). Use as `DataLoader(collate_fn=collate)`."""
     padded = {}
     if batch and isinstance(batch[0], dict):
         for key, value in batch[0].items():
@@ -316,11 +320,11 @@ class MixtureDataset(torch.utils.data.IterableDataset):
         if rank is None and torch.distributed.is_available() and torch.distributed.is_initialized():
             rank, world_size = torch.distributed.get_rank(), torch.distributed.get_world_size()
         self.rank, self.world_size = rank or 0, world_size or 1
-        self.epoch, self.consumed = 0, 0
+        self.epoch, self._consumed = 0, 0  # the pass of `epoch` has yielded `consumed` steps
+        self._position_slot: tuple[int, int] | None = None  # (slot, slots) whose position that is
         self._finished = False  # the pass of `epoch` has yielded everything (epoch mode)
         self._loaded = False  # the position was loaded (load_state_dict) and not yet resumed from
         self.worker: int | None = None  # the DataLoader worker whose part this reader reads (None: its own)
-        self._resumed_slot: tuple[int, int] | None = None
         self._read_by_workers = torch.zeros(1, dtype=torch.int32).share_memory_()  # set by any worker's __iter__
         self._read_here = False
         self._reset_caches()
@@ -348,7 +352,7 @@ class MixtureDataset(torch.utils.data.IterableDataset):
         slot, slots = self._slot()
         return {
             "epoch": self.epoch,
-            "consumed": self.consumed,
+            "consumed": self._consumed,
             "finished": self._finished,
             "seed": self.seed,
             "mode": self.mode,
@@ -362,16 +366,26 @@ class MixtureDataset(torch.utils.data.IterableDataset):
         for key, value in mine.items():
             if key in state and state[key] != value:
                 raise ValueError(f"state was saved by a reader with {key}={state[key]!r}, this one has {value!r}")
-        self.epoch, self.consumed = int(state["epoch"]), int(state["consumed"])
+        self.epoch, self._consumed = int(state["epoch"]), int(state["consumed"])
         self._finished, self._loaded = bool(state.get("finished", False)), True
-        self._resumed_slot = (int(state["slot"]), int(state["slots"])) if "slots" in state else None
+        self._position_slot = (int(state["slot"]), int(state["slots"])) if "slots" in state else None
 
     def set_epoch(self, epoch: int) -> None:
         """Read epoch `epoch` from its start (a new order in epoch mode), unless a position in that very
         epoch was just loaded: then it continues from there."""
         if self._loaded and epoch == self.epoch:
             return
-        self.epoch, self.consumed, self._finished, self._loaded = epoch, 0, False, False
+        self.epoch, self._consumed, self._finished, self._loaded = epoch, 0, False, False
+
+    @property
+    def consumed(self) -> int:
+        """Steps this reader's pass of `epoch` has yielded (its position in the slot's stream)."""
+        return self._consumed
+
+    @consumed.setter
+    def consumed(self, steps: int) -> None:
+        """A position set from outside (with `worker`: shards.spatialvla) applies to whichever slot reads."""
+        self._consumed, self._position_slot = steps, None
 
     # ------------------------------------------------------------ the index stream
 
@@ -560,20 +574,23 @@ class MixtureDataset(torch.utils.data.IterableDataset):
         if self._finished:
             if loaded:  # resumed after the pass's last step: the rest of the pass is empty
                 return
-            self.epoch, self.consumed, self._finished = self.epoch + 1, 0, False  # the next pass
+            self.epoch, self._consumed, self._finished = self.epoch + 1, 0, False  # the next pass
         slot, slots = self._slot()
-        if self.consumed and self._resumed_slot not in (None, (slot, slots)):
-            raise ValueError(
-                f"state was saved by slot {self._resumed_slot[0]} of {self._resumed_slot[1]} (rank x DataLoader "
-                f"worker), this reader is slot {slot} of {slots}: resume with the same ranks and num_workers"
-            )
+        if self._consumed and self._position_slot not in (None, (slot, slots)):
+            if loaded:
+                raise ValueError(
+                    f"state was saved by slot {self._position_slot[0]} of {self._position_slot[1]} (rank x DataLoader "
+                    f"worker), this reader is slot {slot} of {slots}: resume with the same ranks and num_workers"
+                )
+            self._consumed = 0  # a position of another slot layout (e.g. items taken before workers): start the pass
+        self._position_slot = (slot, slots)
         # rows are fetched as they enter the shuffle buffer (sequential reads) and held until they leave;
         # a row in the buffer more than once (a dataset smaller than the buffer) is fetched once
         sequential = _Batches(self, capacity=2 * len(self.names) + 2)
         random_access = _Batches(self, capacity=8)  # rows whose fetch a resume could not keep
         held: dict = {}  # (path, row) -> [step, copies in the buffer]
         pending: dict = {}  # while a resume is replayed: (path, row) -> [(shard, row), copies in the buffer]
-        to_skip = self.consumed
+        to_skip = self._consumed
         for leaving, entering in self.events(slot, slots):
             if to_skip:
                 if entering is not None:
@@ -593,7 +610,7 @@ class MixtureDataset(torch.utils.data.IterableDataset):
                     held[key] = [self._row(sequential, *entering), 1]
             if leaving is None:
                 continue
-            self.consumed += 1
+            self._consumed += 1
             row = _release(held, (leaving[0].path, leaving[1]))
             yield self._finish(row if row is not None else self._row(random_access, *leaving))
         self._finished = True  # the next pass (a new __iter__) reads the next epoch

@@ -61,12 +61,18 @@ def write_manifest(out: Path, datasets: dict, weights: dict, columns: list[str] 
 
 
 def steps_table(
-    dataset: str, lengths: list[int], shard: int = 0, wrist: bool = False, image_bytes: int = 0, text: bool = False
+    dataset: str,
+    lengths: list[int],
+    shard: int = 0,
+    wrist: bool = False,
+    image_bytes: int = 0,
+    text: bool = False,
+    proprio: int = 0,
 ) -> pa.Table:
     """Rows of episodes of `lengths` steps; image: a tiny JPEG, or `image_bytes` random bytes (size tests);
-    text: input_ids of 2 + (step % 3) tokens."""
+    text: input_ids of 2 + (step % 3) tokens; proprio: that many dims, all equal to the step."""
     rng = np.random.default_rng([zlib.crc32(dataset.encode()), shard])
-    schema = shard_schema(with_wrist=wrist, with_text=text)
+    schema = shard_schema(with_wrist=wrist, with_text=text, proprio_dim=proprio)
     rows: dict = {k: [] for k in schema.names}
     for e, t in enumerate(lengths):
         for s in range(t):
@@ -82,6 +88,8 @@ def steps_table(
             rows["action"].append([e, s, 0.5, 0, 0, 0, float(s % 2)])
             rows["raw_action"].append([e, s, 0.5, 0, 0, 0, float(s % 2)])
             rows["action_tokens"].append([s % 4096, 4096, 8193])
+            if proprio:
+                rows["proprio"].append([float(s)] * proprio)
             if text:
                 rows["input_ids"].append(list(range(7, 9 + s % 3)))
                 rows["action_input_ids"].append([s, 1, 2])
@@ -96,6 +104,7 @@ def build_export(
     rows_per_batch: int = 1024,
     image_bytes: int = 0,
     text: bool = False,
+    proprio: dict | None = None,
     **extra,
 ) -> dict:
     """An export of `episodes` ({dataset: [[steps per episode] per shard]}); datasets in `wrist` have a
@@ -104,9 +113,9 @@ def build_export(
     for name, shards in episodes.items():
         entries = []
         for i, lengths in enumerate(shards):
-            table = steps_table(name, lengths, i, name in wrist, image_bytes, text)
+            table = steps_table(name, lengths, i, name in wrist, image_bytes, text, (proprio or {}).get(name, 0))
             path = out / "shards" / name / shard_name("train", i, len(shards))
             entries.append(write_shard(out, path, table, rows_per_batch))
         datasets[name] = {"shards": entries, "has_wrist_image": name in wrist}
-    columns = shard_schema(with_wrist=bool(wrist), with_text=text).names
+    columns = shard_schema(with_wrist=bool(wrist), with_text=text, proprio_dim=int(bool(proprio))).names
     return write_manifest(out, datasets, weights, columns, **extra)

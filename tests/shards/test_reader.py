@@ -456,3 +456,29 @@ def test_build_datasets_warns_once_for_a_synthetic_export(tmp_path):
         build_datasets(data_args(out), None)
         build_datasets(data_args(out), None)
     assert sum(issubclass(w.category, SyntheticDataWarning) for w in caught) == 1
+
+
+@pytest.mark.filterwarnings("error")
+def test_proprio_of_different_sizes_is_padded_by_collate(tmp_path):
+    """a: 7 proprio dims, b: 8, c: none. has_proprio says which rows have any; collate pads to 8."""
+    from shards.reader import collate
+
+    build_export(tmp_path, {"a": [[5]], "b": [[6]], "c": [[4]]}, {"a": 1.0, "b": 1.0, "c": 1.0},
+                 proprio={"a": 7, "b": 8})  # fmt: skip
+    ds = MixtureDataset(str(tmp_path), mode="epoch", shuffle_buffer=4, seed=0)
+    items = list(ds)
+    assert [len(i["proprio"]) for i in items if i["dataset"] != "c"] == [
+        {"a": 7, "b": 8}[i["dataset"]] for i in items if i["dataset"] != "c"
+    ]
+    for i in items:
+        assert i["has_proprio"] == (i["dataset"] != "c")
+        if i["dataset"] != "c":
+            assert i["proprio"].tolist() == [float(i["step"])] * len(i["proprio"])
+        else:
+            assert not i["proprio"].any()
+    batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=15, collate_fn=collate)))
+    assert batch["proprio"].shape == (15, 8) and batch["proprio_mask"].shape == (15, 8)
+    for d, mask, has in zip(batch["dataset"], batch["proprio_mask"].tolist(), batch["has_proprio"].tolist()):
+        assert has == (d != "c") and (d != "a" or mask == [True] * 7 + [False])
+    batches = list(torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2, collate_fn=collate))
+    assert sum(len(b["dataset"]) for b in batches) == 15
