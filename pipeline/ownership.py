@@ -36,7 +36,7 @@ def check_mixture(out: str, mixture: str) -> None:
     if not files.exists(files.join(out, MANIFEST_FILE)):
         return
     try:
-        theirs = load_manifest(out).get("mixture")
+        theirs = load_manifest(out, check=False).get("mixture")  # an older export of ours too
     except ManifestError:
         return  # not a finished export of ours: the run will replace it
     if theirs != mixture:
