@@ -77,7 +77,15 @@ OPENVLA_PINS = [
     "tensorflow==2.15.0",
     "tensorflow-datasets==4.9.3",
 ]
-DATASETS_3_0_2_ARROW = ["numpy==1.26.4", "pyarrow==15.0.0", "fsspec==2024.6.1", "pillow==11.0.0", "pyyaml==6.0.2"]
+# and xxhash, which datasets 3.0.2 requires too: the shards' checksums (shards.integrity)
+DATASETS_3_0_2_ARROW = [
+    "numpy==1.26.4",
+    "pyarrow==15.0.0",
+    "fsspec==2024.6.1",
+    "pillow==11.0.0",
+    "pyyaml==6.0.2",
+    "xxhash==3.5.0",
+]
 FORBIDDEN = {"apache-beam", "tensorflow-cpu"}
 VENVS = ROOT / ".venv-trainer"
 
