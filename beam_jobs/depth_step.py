@@ -36,7 +36,7 @@ class TaskDepthFn(beam.DoFn):
         self.estimator = estimator(self.model_dir, self.backend)
 
     def process(self, encoded: EncodedTask):
-        if encoded.episodes:
+        if encoded.episodes and not encoded.from_cache:  # cached frames come with their depth
             pixels = np.concatenate([e.pixels for e in encoded.episodes])  # decoded once, by the encode step
             b = self.frames_per_batch
             depth = np.concatenate([self.estimator.predict(pixels[i : i + b]) for i in range(0, len(pixels), b)])

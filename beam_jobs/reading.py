@@ -35,12 +35,14 @@ class TaskReaderFn(beam.DoFn):
     def setup(self):
         self._datasets: dict[str, RLDSDataset] = {}
 
-    def read(self, task: ReadTask) -> tuple[list, list[dict]]:
-        """(standardized episodes, problem records) of one task."""
+    def read(self, task: ReadTask, images: bool | None = None) -> tuple[list, list[dict]]:
+        """(standardized episodes, problem records) of one task; `images`: read the image keys (default:
+        as the DoFn was made)."""
         if task.dataset not in self._datasets:
             self._datasets[task.dataset] = RLDSDataset(task.directory, task.dataset)
+        images = self.images if images is None else images
         episodes, problems = [], []
-        for item in standard_episodes(task, self.configs[task.dataset], self.images, self.proprio,
+        for item in standard_episodes(task, self.configs[task.dataset], images, self.proprio,
                                       dataset=self._datasets[task.dataset], seed=self.seed):  # fmt: skip
             (problems if is_problem(item) else episodes).append(item)
         return episodes, problems

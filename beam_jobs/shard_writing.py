@@ -1,6 +1,12 @@
 """The export job's Beam pieces: read and encode a task's episodes, write them as one part file,
 assemble the final shards from the parts in a fixed episode order.
 
+Frames (the images at the export size, the wrist images, depth) are the expensive part and
+depend on far fewer settings than the rest of a row, so each task's frames are kept in a frame
+cache entry (one Arrow file per read task, its index in the schema metadata) under a key of
+everything that decides them (beam_jobs.frame_cache). A task whose entry exists reads only the
+actions of its episodes and takes their frames from the entry: no image is decoded.
+
 Parts are an implementation detail of a run (OUT/.work/export/<run key>/): one per read task,
 written under a temporary name and renamed, then its index (atomic too), so a killed run's
 finished tasks are reused by the next. Which worker wrote which part differs between runs; the
@@ -18,6 +24,7 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 
+from beam_jobs.frame_cache import FRAME_COLUMNS, first_frame_size, read_frames, write_frames
 from beam_jobs.progress import Ticker
 from beam_jobs.reading import TaskReaderFn, task_name, worker_id
 from grids.grid import ActionGrid
@@ -56,6 +63,18 @@ class EncodedTask:
     task: str
     episodes: list[EncodedEpisode]
     problems: list[dict]
+    frames: str | None = None  # the task's frame cache entry (None: no cache)
+    from_cache: bool = False  # frames (and depth) were read from it, not encoded
+    frame_sizes: dict | None = None  # "HxW" of the source frames -> episodes (the primary camera)
+
+
+@dataclass(frozen=True)
+class ExportTask:
+    """A read task of the export, and its frame cache entry (None: no cache) if one exists."""
+
+    read: ReadTask
+    frames: str | None = None
+    cached: bool = False
 
 
 def episode_order(dataset: str, episode_id: str) -> tuple:
@@ -76,12 +95,19 @@ class Encoding:
     text_tokenizer: object = None  # a Hugging Face tokenizer (pickled with the DoFn), or None
     action_token_base: int = 0
 
-    def encode(self, tokenizer: ActionTokenizer, ep: StandardEpisode, cfg: DatasetConfig) -> EncodedEpisode:
+    def encode(
+        self, tokenizer: ActionTokenizer, ep: StandardEpisode, cfg: DatasetConfig, frames: dict | None = None
+    ) -> EncodedEpisode:
+        """`frames`: the episode's frame columns from the frame cache (image, wrist_image, depth):
+        no image is decoded."""
         t = ep.num_steps
         stats = self.stats[ep.dataset]["action"]
         action = normalize(ep.action, stats, self.normalization).astype(np.float32)
         tokens = tokenizer.encode(action).astype(np.int32)
-        jpegs, pixels = prepare_frames(ep.image, self.image_size, keep_pixels=self.keep_pixels)  # FrameError
+        if frames is not None:
+            jpegs, pixels = frames["image"], None
+        else:
+            jpegs, pixels = prepare_frames(ep.image, self.image_size, keep_pixels=self.keep_pixels)  # FrameError
         columns = {
             "dataset": [ep.dataset] * t,
             "episode_id": [ep.episode_id] * t,
@@ -98,7 +124,9 @@ class Encoding:
             columns["camera"] = [ep.camera] * t
         if cfg.sample_filter:
             columns["sampled"] = sampled(action, stats, self.normalization, cfg.sample_filter)
-        if ep.wrist_image is not None:
+        if frames is not None:
+            columns.update({k: v for k, v in frames.items() if k != "image"})
+        elif ep.wrist_image is not None:
             try:
                 columns["wrist_image"] = prepare_frames(ep.wrist_image, self.image_size)[0]
             except FrameError as e:
@@ -124,7 +152,8 @@ def proprio_column(ep: StandardEpisode, dim: int) -> np.ndarray:
 
 
 class ReadEncodeFn(TaskReaderFn):
-    """ReadTask -> EncodedTask: normalized actions, tokens, images at the export size."""
+    """ExportTask -> EncodedTask: normalized actions, tokens, images at the export size (from the
+    frame cache when the task has an entry there)."""
 
     def __init__(self, configs: dict, encoding: Encoding, total_episodes: int = 0, seed: int = 0):
         super().__init__(configs, images=True, proprio=True, seed=seed)
@@ -136,16 +165,49 @@ class ReadEncodeFn(TaskReaderFn):
         super().setup()
         self.tokenizer = ActionTokenizer(ActionGrid.from_json(self.encoding.grid_json))
 
-    def process(self, task: ReadTask):
-        episodes, problems = self.read(task)
-        encoded = []
+    def process(self, task: ExportTask):
+        encoded = self.from_cache(task) if task.cached else None
+        if encoded is None:
+            encoded = self.encode_task(task)
+        self.ticker(len(encoded.episodes), sum(e.num_steps for e in encoded.episodes))
+        yield encoded
+
+    def encode_task(self, task: ExportTask) -> EncodedTask:
+        read = task.read
+        episodes, problems = self.read(read)
+        encoded, sizes = [], {}
         for ep in episodes:
             try:
                 encoded.append(self.encoding.encode(self.tokenizer, ep, self.configs[ep.dataset]))
             except FrameError as e:  # the episode is skipped and counted, the rest of the task goes on
-                problems.append(problem(task.dataset, task.shard.path, f"bad image: {e}", ep.episode_id))
-        self.ticker(len(encoded), sum(e.num_steps for e in encoded))
-        yield EncodedTask(task.dataset, task_name(task), encoded, problems)
+                problems.append(problem(read.dataset, read.shard.path, f"bad image: {e}", ep.episode_id))
+                continue
+            size = first_frame_size(ep.image)
+            if size:
+                sizes[size] = sizes.get(size, 0) + 1
+        return EncodedTask(read.dataset, task_name(read), encoded, problems, task.frames, False, sizes)
+
+    def from_cache(self, task: ExportTask) -> EncodedTask | None:
+        """The task's episodes with their frames from its cache entry; None when the entry cannot be
+        used (unreadable, or episodes that this read does not give: then the task is encoded)."""
+        read = task.read
+        try:
+            table, index = read_frames(task.frames)
+        except (OSError, ValueError, KeyError, pa.ArrowException):
+            return None
+        episodes, _ = self.read(read, images=False)  # the entry holds the problems of the full read
+        by_id = {e.episode_id: e for e in episodes}
+        encoded, offset = [], 0
+        for entry in index["episodes"]:
+            ep = by_id.get(entry["episode_id"])
+            rows = entry["rows"]
+            if ep is None or ep.num_steps != rows:
+                return None
+            frames = {c: table.column(c).slice(offset, rows).to_pylist() for c in table.column_names}
+            encoded.append(self.encoding.encode(self.tokenizer, ep, self.configs[ep.dataset], frames))
+            offset += rows
+        return EncodedTask(read.dataset, task_name(read), encoded, index["problems"], task.frames, True,
+                           index["frame_sizes"])  # fmt: skip
 
 
 def episode_table(e: EncodedEpisode, schema: pa.Schema) -> pa.Table:
@@ -172,6 +234,16 @@ class WritePartFn(beam.DoFn):
         name = f"{encoded.dataset}-{uuid.uuid4().hex}"
         schema = pa.ipc.read_schema(pa.py_buffer(self.schemas[encoded.dataset]))
         tables = [episode_table(e, schema) for e in encoded.episodes]
+        if encoded.frames and not encoded.from_cache:  # kept for the next run that needs these frames
+            columns = [c for c in FRAME_COLUMNS if c in schema.names]
+            index = {
+                "task": encoded.task,
+                "episodes": [{"episode_id": e.episode_id, "rows": e.num_steps} for e in encoded.episodes],
+                "problems": encoded.problems,
+                "frame_sizes": encoded.frame_sizes or {},
+            }
+            write_frames(encoded.frames, pa.schema([schema.field(c) for c in columns]),
+                         [t.select(columns) for t in tables], index)  # fmt: skip
         path = None
         if tables:
             path = files.join(self.work_dir, f"{name}.arrow")
@@ -185,6 +257,8 @@ class WritePartFn(beam.DoFn):
             "task": encoded.task,
             "path": path,
             "worker": worker_id(),
+            "from_cache": encoded.from_cache,
+            "frame_sizes": encoded.frame_sizes or {},
             "problems": encoded.problems,
             "steps_not_sampled": sum(
                 int((~np.asarray(e.columns["sampled"])).sum()) for e in encoded.episodes if "sampled" in e.columns
@@ -202,7 +276,7 @@ def read_part_indexes(work_dir: str) -> list[dict]:
     """Indexes of the finished tasks (a task counts once its index is written), by part path. An index
     that cannot be read (a disk that filled up under an older version) just means its task is redone."""
     out = []
-    for meta in files.glob(files.join(work_dir, "*.json")):
+    for meta in files.glob_in(work_dir, "*.json"):
         try:
             index = read_json(meta)
             if index["path"] is None or files.exists(index["path"]):

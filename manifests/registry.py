@@ -28,6 +28,8 @@ REGISTRY_DIR = Path(__file__).resolve().parent
 DATASETS_FILE = REGISTRY_DIR / "datasets.yaml"
 MIXTURES_FILE = REGISTRY_DIR / "mixtures.yaml"
 
+BUILTIN_SAMPLE = "builtin:sample"  # a mixture file's data_dir for the built-in sample corpus
+MIXTURE_ENTRY_FIELDS = ("weight", "data_dir")
 REQUIRED_DATASET_FIELDS = ("version", "control_hz", "images", "image_size", "instruction", "proprio", "action")
 OPTIONAL_DATASET_FIELDS = ("rlds_dirs", "intrinsics", "grid_fit_excluded", "sample_filter")
 INTRINSICS_FIELDS = ("fx", "fy", "cx", "cy", "width", "height")
@@ -142,6 +144,9 @@ class Mixture:
     weights: dict[str, float]  # dataset -> given weight, in registry order
     source: str  # "registry", a file path, or "--datasets"
     datasets: dict[str, DatasetConfig] = field(repr=False, default_factory=dict)
+    # dataset -> its own data root (a mixture file's `data_dir:`: a local path made absolute, a URL or
+    # BUILTIN_SAMPLE); the datasets not named here are read from --data-dir
+    roots: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -425,9 +430,48 @@ def parse_inline(spec: str, registry: Registry) -> dict[str, float]:
     return weights
 
 
-def load_mixture_file(path: str | Path, registry: Registry) -> tuple[str, dict[str, float], dict[str, DatasetConfig]]:
-    """A user's mixture file: `datasets: {name: weight}`, optional `name`, and optional
-    `dataset_configs` in the registry's own layout for datasets the registry lacks (a new robot)."""
+def _mixture_entries(name: str, entries: Any, known, src: str, base: Path) -> tuple[dict[str, float], dict[str, str]]:
+    """A mixture file's `datasets:` mapping: `name: WEIGHT` or `name: {weight: W, data_dir: ROOT}`
+    -> (weights, roots). A relative data_dir is relative to the mixture file's folder."""
+    where = f"{src}: mixture '{name}'"
+    if not isinstance(entries, dict) or not entries:
+        raise RegistryError(f"{where}: expected a non-empty mapping of dataset: weight")
+    plain, roots = {}, {}
+    for ds, entry in entries.items():
+        if isinstance(entry, dict):
+            at = f"{where}: dataset '{ds}'"
+            unknown = set(entry) - set(MIXTURE_ENTRY_FIELDS)
+            if unknown:
+                raise RegistryError(
+                    f"{at}: unknown field(s) {sorted(unknown)} (known: {', '.join(MIXTURE_ENTRY_FIELDS)})"
+                )
+            if "weight" not in entry:
+                raise RegistryError(f"{at}: missing field 'weight'")
+            root = entry.get("data_dir")
+            if root is not None:
+                if not isinstance(root, str) or not root.strip():
+                    raise RegistryError(f"{at}: data_dir must be a path, a URL or '{BUILTIN_SAMPLE}', got {root!r}")
+                roots[ds] = _root(root.strip(), base)
+            entry = entry["weight"]
+        plain[ds] = entry
+    return _mixture_weights(name, plain, known, src), roots
+
+
+def _root(spec: str, base: Path) -> str:
+    if spec == BUILTIN_SAMPLE or "://" in spec:
+        return spec
+    if spec.startswith("builtin:"):
+        raise RegistryError(f"unknown built-in data dir '{spec}' (the one there is: '{BUILTIN_SAMPLE}')")
+    path = Path(spec).expanduser()
+    return str(path if path.is_absolute() else base / path)
+
+
+def load_mixture_file(
+    path: str | Path, registry: Registry
+) -> tuple[str, dict[str, float], dict[str, DatasetConfig], dict[str, str]]:
+    """A user's mixture file: `datasets: {name: weight | {weight, data_dir}}`, optional `name`, and
+    optional `dataset_configs` in the registry's own layout for datasets the registry lacks (a new
+    robot). Returns (name, weights, extra configs, roots of the datasets that name their own)."""
     doc = load_yaml(path)
     src = str(path)
     if not isinstance(doc, dict):
@@ -451,7 +495,11 @@ def load_mixture_file(path: str | Path, registry: Registry) -> tuple[str, dict[s
         raise RegistryError(f"{src}: missing field 'datasets'")
     known = {**registry.datasets, **extra}
     name = check_name(str(doc.get("name") or Path(path).stem), "mixture", src)
-    return name, _mixture_weights(name, doc["datasets"], known, src), extra
+    try:
+        weights, roots = _mixture_entries(name, doc["datasets"], known, src, Path(path).resolve().parent)
+    except RegistryError as e:
+        raise RegistryError(str(e) if str(e).startswith(src) else f"{src}: {e}") from None
+    return name, weights, extra, roots
 
 
 def _default_intrinsics() -> dict:
@@ -471,9 +519,9 @@ def resolve_mixture(
     if mixture.endswith((".yaml", ".yml")) or "/" in mixture:
         if not Path(mixture).is_file():
             raise RegistryError(f"--mixture: mixture file '{mixture}' does not exist")
-        name, weights, extra = load_mixture_file(mixture, registry)
+        name, weights, extra, roots = load_mixture_file(mixture, registry)
         known = {**registry.datasets, **extra}
-        return Mixture(name, weights, mixture, {n: known[n] for n in weights})
+        return Mixture(name, weights, mixture, {n: known[n] for n in weights}, roots)
     if mixture not in registry.mixtures:
         raise RegistryError(f"--mixture: unknown mixture '{mixture}'{_suggest(mixture, registry.mixtures)}")
     weights = registry.mixtures[mixture]

@@ -15,7 +15,7 @@ from shards.manifest import STATISTICS_FILE, grid_relpath
 from sources.rlds import RLDSDataset, fingerprint
 from storage import files
 
-__all__ = ["RunContext", "RunError", "StrictError", "log"]
+__all__ = ["DataLossError", "RunContext", "RunError", "StrictError", "log"]
 
 
 class RunError(Exception):
@@ -26,11 +26,19 @@ class StrictError(Exception):
     """--strict and the input has problems: one line, exit code 1, report.json says what they are."""
 
 
+class DataLossError(StrictError):
+    """A dataset that would end with no episode in the export (all lost, or zero shards): one line,
+    exit code 1, report.json counts what was lost and why, no manifest written."""
+
+
 @dataclass
 class RunContext:
     plan: Plan
     report: Report = field(default_factory=Report)
     beam_args: tuple[str, ...] = ()  # every pipeline's options, set up by beam_jobs.engine
+    # what an interrupt reports: (stage, units done so far: a callable, units in all, what a unit is)
+    progress: tuple | None = None
+    grid_source: dict | None = None  # where the run's grid comes from (manifest["grid_source"])
     _fingerprints: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -61,6 +69,19 @@ class RunContext:
         if name not in self._fingerprints:
             self._fingerprints[name] = fingerprint(self.datasets[name], self.options.split)
         return self._fingerprints[name]
+
+    @property
+    def frames_dir(self) -> str | None:
+        """The frame cache (None: --cache none): OUT/.cache/frames, or DIR/frames for --cache DIR."""
+        cache = self.options.cache
+        if cache is not None and cache.lower() == "none":
+            return None
+        return files.join(files.absolute(cache) if cache else self.path(".cache"), "frames")
+
+    @property
+    def shared_cache(self) -> bool:
+        """The frame cache is --cache DIR, which other outputs may use too."""
+        return self.frames_dir is not None and self.options.cache is not None
 
     @property
     def statistics_path(self) -> str:

@@ -39,6 +39,10 @@ class RunOptions:
     seed: int = 0
     strict: bool = False
     dry_run: bool = False
+    no_depth: bool = False
+    grid: str | None = None  # a grid file to tokenize with (the grids stage is skipped)
+    overwrite: bool = False  # replace an export in --out made from other data, another mixture or grid
+    cache: str | None = None  # the frame cache's directory (None: OUT/.cache; "none": no frame cache)
     runner: str = "direct"  # direct | dask
     dask_address: str | None = None  # a dask scheduler; None with --runner dask: a local cluster
     workers: int | None = None  # processes of that local cluster (default: the machine's cores)
@@ -119,6 +123,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="seed of the pipeline's random choices (DROID's camera per episode, the grid-metrics sample); "
         "same seed: same bytes (default: %(default)s)",
     )
+    p.add_argument(
+        "--grid",
+        help="tokenize with this grid file (e.g. from grids.rediscretize) instead of fitting one; "
+        "recorded in the manifest, and kept by later runs on the same --out",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the export in --out even when it was made from other data roots, another mixture "
+        "or a given grid (refused otherwise)",
+    )
+    p.add_argument(
+        "--cache",
+        help="directory of the frame cache (encoded images and depth per dataset, episode and settings), "
+        "shared by the outputs that name it; 'none': keep no frames (default: OUT/.cache)",
+    )
     p.add_argument("--strict", action="store_true", help="any dropped episode or corrupt input fails the run")
     p.add_argument("--dry-run", action="store_true", help="print the resolved plan as JSON and exit")
     engine = p.add_argument_group("engine (or any Beam pipeline options after `--`)")
@@ -147,6 +167,8 @@ def parse_stages(spec: str, no_depth: bool) -> tuple[str, ...]:
         raise UsageError(
             f"--stages: unknown stage '{unknown[0] if unknown else spec}' (choose from {','.join(STAGES)})"
         )
+    if set(stages) == {"depth"}:
+        raise UsageError("--stages depth: depth maps are computed while exporting; use --stages depth,export")
     return tuple(s for s in STAGES if s in stages and not (no_depth and s == "depth"))
 
 
@@ -189,6 +211,10 @@ def parse_options(argv: list[str]) -> RunOptions:
         seed=a.seed,
         strict=a.strict,
         dry_run=a.dry_run,
+        no_depth=a.no_depth,
+        grid=a.grid,
+        overwrite=a.overwrite,
+        cache=a.cache,
         runner=a.runner,
         dask_address=a.dask_address,
         workers=a.workers,

@@ -11,15 +11,24 @@ driver plans, runs them in order and writes what they computed (pipeline/stage_*
 
 from __future__ import annotations
 
+import signal
+
+if __name__ == "__main__":  # before any library starts a thread, which would inherit it: see Interrupt
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+import _thread  # noqa: E402
+import contextlib
 import errno
 import json
+import logging
 import os
 import sys
+import threading
 import time
 
 from beam_jobs.engine import engine
 from manifests.registry import RegistryError
-from pipeline import ownership, stage_export, stage_grids, stage_stats
+from pipeline import ownership, provenance, stage_export, stage_grids, stage_stats
 from pipeline.context import RunContext, RunError, StrictError, log
 from pipeline.options import UsageError, parse_options
 from pipeline.plan import make_plan
@@ -47,10 +56,15 @@ def make_context(plan) -> RunContext:
     if plan.missing:
         first = plan.missing[0]["error"]
         more = f" (and {len(plan.missing) - 1} more)" if len(plan.missing) > 1 else ""
-        hint = "; give a --split it has" if "split '" in first else "; fetch it or leave it out with --datasets"
-        raise RunError(f"{first}{more}{hint}")
+        if "split '" in first:
+            fix = "give a --split it has"
+        elif not plan.missing[0]["found"]:
+            fix = "fetch it or leave it out with --datasets"
+        else:
+            fix = "correct the config"
+        raise RunError(f"{first}{more}; {fix}")
     check_out_dir(plan.options.out or plan.out)
-    ownership.check_mixture(plan.out, plan.mixture.name)
+    ownership.check_output(plan)
     return RunContext(plan)
 
 
@@ -60,7 +74,9 @@ def run_stages(ctx: RunContext) -> dict:
     with timed("stats"):
         stats = stage_stats.run(ctx) if "stats" in stages else stage_stats.load(ctx)
     grid = None
-    if "grids" in stages:
+    if ctx.options.grid and ("grids" in stages or "export" in stages):
+        grid = stage_grids.given(ctx)
+    elif "grids" in stages:
         with timed("grids"):
             grid = stage_grids.run(ctx, stats)
     elif "export" in stages:
@@ -82,16 +98,120 @@ def write_reports(ctx: RunContext, seconds: float, stopped: str | None = None) -
     refresh_html(ctx.out)
 
 
+class Interrupt:
+    """SIGINT (Ctrl-C) and SIGTERM end a run with one line and exit 130; a second Ctrl-C ends it at once.
+
+    The first raises KeyboardInterrupt in the driver and silences logging: a runner wraps the
+    interrupt into its own error and logs that error's traceback while it unwinds; the run's one
+    line says what was kept. Ctrl-C reaches a terminal's whole process group, and every process the
+    run starts (Beam's worker processes, through a shell; a local dask cluster) would print its own
+    traceback. So where every thread of the driver blocks SIGINT (the command line blocks it before
+    any library starts a thread), SIGINT is ignored during the run, which the processes it starts
+    keep (shells included), and a watcher thread takes it from the pending signals (a blocked signal
+    is kept pending, not dropped) and interrupts the driver. Elsewhere (main() called in a process
+    with other threads) SIGINT gets the usual handler."""
+
+    happened = False
+
+    @classmethod
+    def handle(cls, signum, frame):
+        if cls.happened:
+            return  # the run is already unwinding
+        cls.happened = True
+        logging.disable(logging.CRITICAL)
+        threading.excepthook = lambda args: None  # the runner's threads die with it, quietly
+        raise KeyboardInterrupt
+
+    @classmethod
+    def _watch(cls) -> None:
+        while signal.sigwait({signal.SIGINT, signal.SIGUSR2}) == signal.SIGINT:
+            if cls.happened:  # a second Ctrl-C: the user does not want to wait for the clean-up
+                print("interrupted twice: stopped at once", file=sys.stderr, flush=True)
+                os._exit(130)
+            _thread.interrupt_main(signal.SIGTERM)  # runs handle() in the driver's thread
+
+    @staticmethod
+    def _all_threads_block_sigint() -> bool:
+        me = threading.get_native_id()
+        try:
+            for task in os.listdir("/proc/self/task"):
+                if int(task) != me:
+                    with open(f"/proc/self/task/{task}/status") as f:
+                        mask = next(line for line in f if line.startswith("SigBlk:")).split()[1]
+                    if not int(mask, 16) & (1 << (signal.SIGINT - 1)):
+                        return False
+        except (OSError, StopIteration, ValueError):
+            return False
+        return True
+
+    @classmethod
+    @contextlib.contextmanager
+    def caught(cls):
+        """Handlers installed for a run (the main thread only: signals are delivered there)."""
+        cls.happened = False
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        hook = threading.excepthook
+        term = signal.signal(signal.SIGTERM, cls.handle)
+        shield = cls._all_threads_block_sigint()
+        if shield:
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGUSR2})
+            early = signal.SIGINT in signal.sigpending()  # Ctrl-C while the command started
+            sigint = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            watcher = threading.Thread(target=cls._watch, name="interrupts", daemon=True)
+            watcher.start()
+        else:
+            sigint = signal.signal(signal.SIGINT, cls.handle)
+            mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        try:
+            if shield and early:
+                cls.handle(signal.SIGINT, None)
+            yield
+        finally:
+            if shield:
+                signal.pthread_kill(watcher.ident, signal.SIGUSR2)
+                watcher.join(timeout=5)
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a SIGINT still pending is ignored, then
+            signal.signal(signal.SIGINT, sigint)
+            signal.signal(signal.SIGTERM, term)
+            threading.excepthook = hook
+            if cls.happened:
+                logging.disable(logging.NOTSET)
+
+
+def interrupted_line(ctx: RunContext | None) -> str:
+    if ctx is None or ctx.progress is None:
+        return "interrupted: nothing kept yet; run the same command to resume"
+    _, done, total, _ = ctx.progress
+    try:
+        kept = done()
+    except Exception:  # noqa: BLE001 -- a half-written part index counts as not kept
+        kept = 0
+    return f"interrupted: {kept} of {total} tasks kept; run the same command to resume"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    run: dict = {}  # the context, once there is one (what an interrupt reports)
+    with Interrupt.caught():
+        try:
+            return _main(argv, run)
+        except BaseException:
+            if not Interrupt.happened:
+                raise
+        print(interrupted_line(run.get("ctx")), file=sys.stderr, flush=True)
+        return 130
+
+
+def _main(argv: list[str], run: dict) -> int:
     t0 = time.time()
     try:
         options = parse_options(argv)
         plan = make_plan(options)
         if options.dry_run:
-            print(json.dumps(plan.to_json(), indent=2))
-            return 0
-        ctx = make_context(plan)
+            return dry_run(plan)
+        ctx = run["ctx"] = make_context(plan)
     except (UsageError, RegistryError, RunError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -101,11 +221,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         with ownership.hold(ctx.out):
+            fresh = provenance.up_to_date(ctx, ownership.existing_manifest(ctx.out))
+            if fresh:
+                print(fresh)
+                return 0
             try:
                 with engine(options.runner, options.beam_args, options.dask_address, options.workers) as beam_args:
                     ctx.beam_args = tuple(beam_args)
                     summary = run_stages(ctx)
-            except StrictError as e:
+            except StrictError as e:  # --strict, or a dataset that lost every episode: report.json says why
                 write_reports(ctx, time.time() - t0, stopped=str(e))
                 print(f"error: {e}", file=sys.stderr)
                 return 1
@@ -120,6 +244,19 @@ def main(argv: list[str] | None = None) -> int:
               "(finished work is reused)", file=sys.stderr)  # fmt: skip
         return 2
     print_summary(ctx, summary, time.time() - t0)
+    return 0
+
+
+def dry_run(plan) -> int:
+    """Print the plan as JSON; exit 2 (one line) when a dataset is missing or its config invalid."""
+    view = plan.to_json()
+    if not plan.missing and files.exists(files.join(plan.out, "manifest.json")):
+        view["up_to_date"] = bool(provenance.up_to_date(RunContext(plan), ownership.existing_manifest(plan.out)))
+    print(json.dumps(view, indent=2))
+    if plan.missing:
+        more = f" (and {len(plan.missing) - 1} more)" if len(plan.missing) > 1 else ""
+        print(f"error: {plan.missing[0]['error']}{more}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -146,9 +283,20 @@ def print_summary(ctx: RunContext, summary: dict, seconds: float) -> None:
             lines.append(f"  note: {name}: {n} step(s) that do not move are kept for action chunks, never sampled")
     for note in r.notes:
         lines.append(f"  note: {note}")
+    synthetic = sorted(n for n in ctx.datasets if ctx.plan.synthetic(n))
+    if synthetic:
+        lines.append(
+            f"  note: {len(synthetic)} of {len(ctx.datasets)} dataset(s) are the built-in sample corpus: synthetic "
+            'data, not for training (manifest.json says so: "synthetic": true)'
+        )
     lines.append(f"  report: {ctx.path('report.html')} (open it in a browser)")
     print("\n".join(lines))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    if code == 130:  # interrupted: leave at once, without waiting for the runner's threads to wind down
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)

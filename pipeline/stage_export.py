@@ -8,9 +8,9 @@ import time
 from depth.codec import DEPTH_FORMAT
 from grids.grid import ActionGrid
 from manifests.weights import effective_weights
-from pipeline import __version__
-from pipeline.context import RunContext, RunError, StrictError, log
-from shards.manifest import FORMAT_VERSION, MANIFEST_FILE, STATISTICS_FILE, ManifestError, load_manifest, shard_path
+from pipeline import __version__, ownership, provenance
+from pipeline.context import DataLossError, RunContext, RunError, StrictError, log
+from shards.manifest import FORMAT_VERSION, MANIFEST_FILE, REPORT_FILE, STATISTICS_FILE
 from shards.schema import plan_shards, shard_name, shard_schema
 from sources.rlds import split_names
 from storage import files
@@ -89,11 +89,12 @@ def run(ctx: RunContext, stats: dict, grid: ActionGrid, depth: bool) -> dict:
         ]
     )[:16]  # over everything that determines the parts' bytes: a part of another run is never reused
     work = ctx.path(".work", "export", run_key)
-    for tmp in files.glob(ctx.path("shards", "*", "*.tmp-*")) + files.glob(files.join(work, "*.tmp-*")):
+    for tmp in files.glob_in(ctx.path("shards"), "*/*.tmp-*") + files.glob_in(work, "*.tmp-*"):
         files.remove(tmp)  # left by a killed run (this run holds the output's lock: no other writes them)
     done = {i["task"] for i in read_part_indexes(work)}
-    tasks = plan_reads(ctx.datasets, opts.split, opts.max_episodes, EPISODES_PER_TASK)
-    todo = [t for t in tasks if task_name(t) not in done]
+    tasks = frame_tasks(ctx, plan_reads(ctx.datasets, opts.split, opts.max_episodes, EPISODES_PER_TASK), depth_info)
+    ctx.progress = ("export", lambda: len(read_part_indexes(work)), len(tasks), "task(s)")
+    todo = [t for t in tasks if task_name(t.read) not in done]
     if done:
         log(
             f"export: resuming an interrupted run: {len(tasks) - len(todo)} of {len(tasks)} task(s) already encoded are reused"
@@ -105,10 +106,17 @@ def run(ctx: RunContext, stats: dict, grid: ActionGrid, depth: bool) -> dict:
         .to_pybytes()
         for name, cfg in ctx.configs.items()
     }
-    total = sum(t.shard.num_episodes for t in todo)
+    total = sum(t.read.shard.num_episodes for t in todo)
+    cached = [t for t in todo if t.cached]
     log(
-        f"export: encoding {total} episode(s) in {len(todo)} task(s) at {opts.image_size}x{opts.image_size}"
+        f"export: {total} episode(s) in {len(todo)} task(s) at {opts.image_size}x{opts.image_size}"
         + (f", with depth ({depth_info['model']})" if depth_info else "")
+        + (
+            f": {len(cached)} task(s) take their frames from the frame cache (no image decoded), "
+            f"{len(todo) - len(cached)} are encoded"
+            if ctx.frames_dir
+            else ""
+        )  # fmt: skip
     )
     encoding = Encoding(
         stats,
@@ -144,10 +152,12 @@ def run(ctx: RunContext, stats: dict, grid: ActionGrid, depth: bool) -> dict:
         ctx.report.add_problems(index["problems"])
         ctx.report.not_sampled[index["dataset"]] += index["steps_not_sampled"]
     log_workers(indexes)
+    note_frame_sizes(ctx, indexes)
     if ctx.options.strict and ctx.report.problems:  # e.g. a frame that does not decode: found only now
         raise StrictError(
             f"--strict: {len(ctx.report.problems)} problem(s) in the input, first: {ctx.report.first_problem_line()}"
         )
+    check_nothing_lost(ctx, indexes)
 
     t1 = time.perf_counter()
     jobs = plan_final_shards(ctx, indexes)
@@ -165,13 +175,18 @@ def run(ctx: RunContext, stats: dict, grid: ActionGrid, depth: bool) -> dict:
     log(
         f"export: episodes encoded in {t1 - t0:.1f}s, {len(shards)} shard(s) assembled in {time.perf_counter() - t1:.1f}s"
     )
-    previous = previous_shards(ctx)
+    without = [n for n in ctx.datasets if not any(s["dataset"] == n for s in shards)]
+    if without:
+        raise DataLossError(ctx.report.fail(f"dataset '{without[0]}': the export wrote no shard for it"))
+    previous = ownership.previous_shards(ctx.out)
     manifest = build_manifest(ctx, stats, grid, shards, depth_info)
     manifest["text_tokenizer"] = text_info
+    manifest["run_key"] = provenance.run_key(provenance.settings(ctx), manifest)
     write_json(ctx.path(MANIFEST_FILE), manifest)
     for path in previous - {j.path for j in jobs}:  # the previous export's shards this one replaced
         files.remove(path)
     files.remove(ctx.path(".work"))  # parts are only needed to resume this export
+    clean_frame_cache(ctx, tasks)
     return {"shards": len(shards), "bytes": sum(s["bytes"] for s in shards)}
 
 
@@ -202,6 +217,96 @@ def proprio_dim(stats: dict, name: str) -> int:
     return len(stats[name]["proprio"]["mean"]) if "proprio" in stats[name] else 0
 
 
+def frame_tasks(ctx: RunContext, tasks: list, depth_info: dict | None) -> list:
+    """The export's tasks, each with its frame cache entry and whether that entry exists (one listing
+    per dataset, not a look-up per task)."""
+    from beam_jobs.frame_cache import entry_name, frames_key
+    from beam_jobs.shard_writing import ExportTask
+
+    root = ctx.frames_dir
+    if root is None:
+        return [ExportTask(t) for t in tasks]
+    dirs, present = {}, {}
+    for name in ctx.datasets:
+        key = frames_key(
+            __version__, ctx.fingerprint(name), ctx.configs[name], ctx.options.image_size, depth_info, ctx.options.seed
+        )
+        dirs[name] = files.join(root, name, key)
+        present[name] = set(files.glob_in(dirs[name], "*.arrow"))
+    out = []
+    for t in tasks:
+        path = files.join(dirs[t.dataset], entry_name(t))
+        out.append(ExportTask(t, path, path in present[t.dataset]))
+    return out
+
+
+def clean_frame_cache(ctx: RunContext, tasks: list) -> None:
+    """The default cache (OUT/.cache/frames) keeps, for each dataset of this run, only the entries this
+    run used; the entries of datasets not in this run stay (adding one back encodes nothing). A shared
+    --cache DIR is never cleaned by a run: other outputs may use its entries."""
+    if ctx.frames_dir is None or ctx.shared_cache:
+        return
+    used = {t.frames for t in tasks}
+    for name in ctx.datasets:
+        keep = {files.join(ctx.frames_dir, name, t.frames.rsplit("/", 2)[-2]) for t in tasks if t.read.dataset == name}
+        for d in files.glob_in(files.join(ctx.frames_dir, name), "*"):
+            if d not in keep:
+                files.remove(d)  # frames of other settings or inputs
+        for d in keep:
+            for entry in files.glob_in(d, "*"):
+                if entry not in used:
+                    files.remove(entry)  # tasks this run does not have (e.g. another --max-episodes)
+
+
+def check_nothing_lost(ctx: RunContext, indexes: list[dict]) -> None:
+    """A dataset with no episode left to export fails the run (exit 1), its losses counted in report.json."""
+    kept = {name: 0 for name in ctx.datasets}
+    for index in indexes:
+        kept[index["dataset"]] += len(index["episodes"])
+    for name, n in kept.items():
+        if n:
+            continue
+        lost: dict[str, int] = {}
+        for p in ctx.report.problems:
+            if p["dataset"] == name and p["episodes_lost"]:
+                reason = p["reason"].split(" (")[0]
+                lost[reason] = lost.get(reason, 0) + p["episodes_lost"]
+        if not lost:
+            raise DataLossError(
+                ctx.report.fail(f"dataset '{name}': no episode to export in split '{ctx.options.split}'")
+            )
+        reason, count = max(lost.items(), key=lambda kv: kv[1])
+        more = f", and {len(lost) - 1} other reason(s)" if len(lost) > 1 else ""
+        raise DataLossError(
+            ctx.report.fail(
+                f"dataset '{name}': all {sum(lost.values())} episode(s) lost, none left to export "
+                f"({count} x {reason}{more}; see {ctx.path(REPORT_FILE)})"
+            )
+        )
+
+
+def note_frame_sizes(ctx: RunContext, indexes: list[dict]) -> None:
+    """A dataset whose frames are not the size its config's image_size ([H, W]) says: once, in the
+    run's output and report.json's notes (the config's size documents the data; intrinsics carry their
+    own width and height)."""
+    sizes: dict[str, dict[str, int]] = {}
+    for index in indexes:
+        for size, n in (index.get("frame_sizes") or {}).items():
+            sizes.setdefault(index["dataset"], {})
+            sizes[index["dataset"]][size] = sizes[index["dataset"]].get(size, 0) + n
+    for name, seen in sizes.items():
+        want = "x".join(str(v) for v in ctx.configs[name].image_size)
+        other = {s: n for s, n in seen.items() if s != want}
+        if other:
+            total = sum(seen.values())
+            listed = ", ".join(f"{s} ({n} of {total} episode(s))" for s, n in sorted(other.items()))
+            ctx.report.notes.append(
+                f"dataset '{name}': its frames are {listed} (H x W), its config says image_size "
+                f"{list(ctx.configs[name].image_size)} ([H, W]): correct image_size in the config "
+                "(intrinsics carry their own width and height)"
+            )
+
+
 def log_workers(indexes: list[dict]) -> None:
     """How the encoding was split over worker processes (this run's and a resumed run's)."""
     per_worker: dict[str, int] = {}
@@ -215,13 +320,15 @@ def log_workers(indexes: list[dict]) -> None:
 def plan_final_shards(ctx: RunContext, parts: list[dict]) -> list:
     from beam_jobs.shard_writing import ShardJob, episode_order
 
-    located: dict[str, dict] = {}
+    located: dict[tuple[str, str], dict] = {}
     for part in parts:
         offset = 0
         for e in part["episodes"]:
-            # a retried bundle may have written an episode twice: the first part (by path) wins
+            # a retried bundle may have written an episode twice: the first part (by path) wins. Keyed by
+            # dataset too: two datasets' RLDS files may have the same names, and so the same episode ids
             located.setdefault(
-                e["episode_id"], {**e, "dataset": part["dataset"], "part": part["path"], "offset": offset}
+                (part["dataset"], e["episode_id"]),
+                {**e, "dataset": part["dataset"], "part": part["path"], "offset": offset},
             )
             offset += e["rows"]
     jobs = []
@@ -237,15 +344,6 @@ def plan_final_shards(ctx: RunContext, parts: list[dict]) -> list:
                 ShardJob(dataset, path, tuple((e["episode_id"], e["part"], e["offset"], e["rows"]) for e in eps[lo:hi]))
             )
     return jobs
-
-
-def previous_shards(ctx: RunContext) -> set[str]:
-    """The shards the output's current manifest lists (nothing else under shards/ is ours to remove)."""
-    try:
-        manifest = load_manifest(ctx.out, check=False)  # an older export whose counts disagree: still ours
-    except ManifestError:
-        return set()
-    return {shard_path(ctx.out, s) for d in manifest["datasets"].values() for s in d["shards"]}
 
 
 def split_label(split_spec: str) -> str:
@@ -322,8 +420,8 @@ def build_manifest(ctx: RunContext, stats: dict, grid: ActionGrid, shards: list[
         "grid_sha256": sha256_of(grid.to_json()),
         "statistics": STATISTICS_FILE,
         "statistics_sha256": sha256_of(stats),
+        "grid_source": ctx.grid_source,
         "depth": {**depth_info, **DEPTH_FORMAT} if depth_info else None,
-        "inputs": {
-            name: {"version": cfg.version, "path": ctx.datasets[name].directory} for name, cfg in ctx.configs.items()
-        },
+        "inputs": provenance.inputs(ctx),  # roots, dataset dirs, fingerprints, synthetic or not
+        "synthetic": any(ctx.plan.synthetic(name) for name in ctx.datasets),
     }

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from pipeline.context import RunContext, RunError, StrictError, log
+from pipeline.context import DataLossError, RunContext, RunError, StrictError, log
+from shards.manifest import REPORT_FILE
 from sources.episodes import problem
 from storage.jsonio import read_json, sha256_of, write_json
 from transforms.standardize import TRANSFORM_VERSION
@@ -42,6 +43,7 @@ def run(ctx: RunContext) -> dict:
     if todo:
         log(f"stats: computing statistics of {len(todo)} dataset(s) (actions only, no image decoded)")
         tasks = plan_reads({n: ctx.datasets[n] for n in todo}, ctx.options.split, ctx.options.max_episodes)
+        ctx.progress = ("stats", lambda: 0, len(tasks), "task(s)")  # statistics are kept once all are done
         with stage_progress("stats", total_episodes(tasks), ctx.beam_args):
             records = run_and_collect(
                 lambda p: build_statistics(p, tasks, ctx.configs),
@@ -59,8 +61,15 @@ def run(ctx: RunContext) -> dict:
     empty = [n for n in ctx.datasets if n not in stats]
     if empty:
         lost = [p for p in ctx.report.dropped if p["dataset"] == empty[0]]
-        why = f" ({len(lost)} problem(s), first: {lost[0]['reason']})" if lost else ""
-        raise RunError(f"dataset '{empty[0]}': no usable episodes in split '{ctx.options.split}'{why}")
+        why = (
+            f" ({sum(p['episodes_lost'] for p in lost)} episode(s) lost, first: {lost[0]['reason']}; "
+            f"see {ctx.path(REPORT_FILE)})"
+            if lost
+            else ""
+        )
+        raise DataLossError(
+            ctx.report.fail(f"dataset '{empty[0]}': no usable episodes in split '{ctx.options.split}'{why}")
+        )
 
     if ctx.options.strict and ctx.report.problems:
         raise StrictError(

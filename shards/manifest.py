@@ -201,3 +201,24 @@ def verify_manifest(out_dir: str, check_hashes: bool = True) -> dict:
                     f"shard {s['path']} of dataset '{name}' changed: sha256 does not match the manifest"
                 )
     return manifest
+
+
+def owned_shard_path(out_dir: str, relpath) -> str:
+    """The full path of a shard a manifest lists, when it lies under OUT/shards/; a ManifestError
+    otherwise. A manifest is data: an absolute path, `..`, a URL or a link inside OUT/shards that
+    leads out of it never names a file to rewrite or remove."""
+    bad = ManifestError(f"{files.join(out_dir, MANIFEST_FILE)}: shard path {relpath!r} is not under {out_dir}/shards")
+    if not isinstance(relpath, str) or "://" in relpath or "\\" in relpath or relpath.startswith("/"):
+        raise bad
+    norm = posixpath.normpath(relpath)
+    if not norm.startswith("shards/") or norm.split("/")[1] in ("", ".."):
+        raise bad
+    full = files.join(out_dir, norm)
+    local = files.local_path(full)
+    if local is not None:
+        import os
+
+        base = os.path.realpath(os.path.join(files.local_path(out_dir), "shards"))
+        if not os.path.realpath(local).startswith(base + os.sep):
+            raise bad
+    return full

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from shards.integrity import PIN_KEY
-from shards.manifest import MANIFEST_FILE, ManifestError, grid_relpath, shard_path
+from shards.manifest import MANIFEST_FILE, ManifestError, grid_relpath, owned_shard_path, shard_path
 from shards.schema import ShardFile, checksums_pin, write_table
 from storage import files
 from storage.jsonio import sha256_of, write_json
@@ -37,8 +37,8 @@ def plan_rewrite(out_dir: str, manifest: dict, grid_json: dict | None, image_siz
     tag = sha256_of([grid_json, image_size])[:8]
     return [
         {
-            "src": shard_path(out_dir, s),
-            "dst": files.join(out_dir, _renamed(s["path"], tag)),
+            "src": owned_shard_path(out_dir, s["path"]),  # never a file outside OUT/shards
+            "dst": owned_shard_path(out_dir, _renamed(s["path"], tag)),
             "dataset": name,
             "expect": {k: s[k] for k in ("path", "num_rows", "bytes", "sha256", PIN_KEY) if k in s},
             "tag": tag,

@@ -108,8 +108,14 @@ def standard_episodes(
                 continue
             yield ep
     except RLDSError as e:  # the damage as the whole split range of this shard sees it: the same from every slice
-        lost = task.shard.range_stop - e.first_lost if e.first_lost is not None else task.shard.num_episodes - done
-        yield problem(task.dataset, task.shard.path, str(e), None, lost)
+        if e.first_lost is not None:
+            yield problem(task.dataset, task.shard.path, str(e), None, task.shard.range_stop - e.first_lost)
+            return
+        # not a place in the file (e.g. a key not in features.json): each episode not read is lost on its own
+        # record, so that every slicing of the work reports the same records and counts each episode once
+        name = task.shard.path.rstrip("/").rsplit("/", 1)[-1]
+        for index in range(task.shard.start + done, task.shard.stop):
+            yield problem(task.dataset, task.shard.path, str(e), f"{name}#{index}")
 
 
 def dataset_episodes(

@@ -176,6 +176,28 @@ def glob(pattern: str) -> list[str]:
     return sorted(f"{scheme}://{m[len(added) :]}" for m in fs.glob(p))
 
 
+def glob_in(directory: str, pattern: str) -> list[str]:
+    """Paths under `directory` matching a relative glob `pattern` ("*/*.tmp-*"), sorted. The directory
+    is taken literally: a user's path may hold `[`, `*` or `?`, which glob() would read as a pattern."""
+    parts = pattern.split("/")
+    if not is_url(directory):
+        import glob as _glob
+
+        return sorted(_glob.glob(os.path.join(_glob.escape(_local(directory)), *parts)))
+    import fnmatch
+
+    fs, root = _fs(directory)
+    root = root.rstrip("/")
+    if not fs.isdir(root):
+        return []
+    out = []
+    for found in fs.find(root, maxdepth=len(parts)):
+        rel = found[len(root) + 1 :].split("/")
+        if len(rel) == len(parts) and all(fnmatch.fnmatchcase(r, p) for r, p in zip(rel, parts)):
+            out.append(join(directory.rstrip("/"), *rel))
+    return sorted(out)
+
+
 def sha256_file(*paths: str, block: int = 1 << 22) -> str:
     """sha256 of a file's bytes (of several files' bytes one after the other)."""
     h = hashlib.sha256()

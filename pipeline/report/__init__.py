@@ -59,6 +59,11 @@ class Report:
     notes: list[str] = field(default_factory=list)  # e.g. "depth skipped: ..."
     not_sampled: Counter = field(default_factory=Counter)  # dataset -> steps kept for chunks, never sampled
     timings: list[dict] = field(default_factory=list)  # per stage run: wall seconds (timings.json, not report.json)
+    failure: str | None = None  # why the run failed on its data (e.g. a dataset that lost every episode)
+
+    def fail(self, line: str) -> str:
+        self.failure = line
+        return line
 
     def add_problems(self, records) -> None:
         seen = {json.dumps(p, sort_keys=True) for p in self.problems}
@@ -115,6 +120,7 @@ class Report:
             "episodes_lost": self.episodes_lost(),
             "problems": problems,
             "notes": self.notes,
+            **({"failure": self.failure} if self.failure else {}),
         }
 
     def first_problem_line(self) -> str:
