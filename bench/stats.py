@@ -19,7 +19,7 @@ FLOOR = """
 import glob, time
 t0 = time.perf_counter()
 n = 0
-for f in sorted(glob.glob("{data}/*/*/*.tfrecord-*")):
+for f in sorted(glob.glob(glob.escape("{data}") + "/*/*/*.tfrecord-*")):  # the path literally
     if "-train." in f:
         with open(f, "rb") as fh:
             while True:

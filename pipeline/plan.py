@@ -126,6 +126,14 @@ def _dims(f: FieldInfo) -> int | None:
     return n
 
 
+def _kind(f: FieldInfo) -> str:
+    if f.kind == "image":
+        return "an image"
+    if f.kind == "text":
+        return "text"
+    return "bytes" if f.dtype == "object" else f"{f.dtype} values"
+
+
 def key_problems(cfg: DatasetConfig, fields: dict[str, FieldInfo]) -> list[str]:
     """Every key a dataset's config names, checked against its features.json: present, of a kind the
     transform can read (images, numbers, text), slices within the field. One line per problem."""
@@ -148,7 +156,7 @@ def key_problems(cfg: DatasetConfig, fields: dict[str, FieldInfo]) -> list[str]:
         if f is None:
             return
         if f.kind != "tensor" or f.dtype == "object":
-            out.append(f"{what} '{part.key}' is {f.kind} ({f.dtype}) in features.json, not numbers")
+            out.append(f"{what} '{part.key}' is {_kind(f)} in features.json, not numbers")
             return
         dims = _dims(f)
         if dims is None:
@@ -174,12 +182,12 @@ def key_problems(cfg: DatasetConfig, fields: dict[str, FieldInfo]) -> list[str]:
     ):
         f = field_of(key, "image key")
         if f is not None and f.kind != "image" and f.dtype != "object":
-            out.append(f"image key '{key}' is a {f.dtype} tensor in features.json, not an encoded image")
+            out.append(f"image key '{key}' is {_kind(f)} in features.json, not an encoded image")
     if cfg.instruction:
         f = field_of(cfg.instruction.key, "instruction key")
         text = cfg.instruction.encoding == "text"
-        if f is not None and text and f.kind != "text" and f.dtype != "object":
-            out.append(f"instruction key '{cfg.instruction.key}' is a {f.dtype} tensor in features.json, not text")
+        if f is not None and text and (f.kind == "image" or (f.kind != "text" and f.dtype != "object")):
+            out.append(f"instruction key '{cfg.instruction.key}' is {_kind(f)} in features.json, not text")
     for i, p in enumerate(cfg.proprio):
         if p.encoding == "zlib_float32":
             field_of(p.key, f"proprio[{i}] key")

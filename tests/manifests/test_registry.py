@@ -168,10 +168,12 @@ def test_dry_run_resolves_every_named_mixture(registry, tmp_path):
     _, expected = mixtures_from_markdown()
     for name, weights in expected.items():
         r = run_cli("--mixture", name, "--dry-run", "--data-dir", str(tmp_path))
-        assert r.returncode == 0, r.stderr
+        assert r.returncode == 2, r.stderr  # the plan is printed, and a missing dataset fails the dry run
+        (line,) = [x for x in r.stderr.splitlines() if x.startswith("error:")]
+        assert f"dataset '{next(iter(weights))}'" in line and "not found" in line, line
         plan = json.loads(r.stdout)
         assert {d["name"]: d["weight"] for d in plan["datasets"]} == weights
-        assert all(not d["found"] for d in plan["datasets"])
+        assert all(not d["found"] and d["root"] == str(tmp_path) for d in plan["datasets"])
         assert plan["stages"] == ["stats", "grids", "depth", "export"]
 
 
