@@ -66,7 +66,9 @@ def settings(ctx: RunContext) -> dict:
 
 
 def run_key(material: dict, manifest: dict) -> str:
-    shards = [[s.get("path"), s.get("sha256")] for d in manifest["datasets"].values() for s in d.get("shards", [])]
+    shards = sorted(
+        [s.get("path"), s.get("sha256")] for d in manifest["datasets"].values() for s in d.get("shards", [])
+    )
     return sha256_of([material, manifest.get("grid_sha256"), manifest.get("image_size"), shards])[:32]
 
 
