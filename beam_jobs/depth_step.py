@@ -32,11 +32,10 @@ class TaskDepthFn(beam.DoFn):
         self.model_dir, self.backend, self.frames_per_batch = model_dir, backend, frames_per_batch
         self.ticker = Ticker("depth")
 
-    def setup(self):
-        self.estimator = estimator(self.model_dir, self.backend)
-
     def process(self, encoded: EncodedTask):
         if encoded.episodes and not encoded.from_cache:  # cached frames come with their depth
+            if not hasattr(self, "estimator"):  # loaded by the first task that needs it, not by a cached run
+                self.estimator = estimator(self.model_dir, self.backend)
             pixels = np.concatenate([e.pixels for e in encoded.episodes])  # decoded once, by the encode step
             b = self.frames_per_batch
             depth = np.concatenate([self.estimator.predict(pixels[i : i + b]) for i in range(0, len(pixels), b)])

@@ -16,6 +16,7 @@ from grids.grid import uniform_grid
 from manifests.registry import load_registry
 from pipeline.run import main
 from storage.jsonio import read_json, write_json
+from tests.depth.test_depth import tiny_zoedepth  # noqa: F401 -- a fixture
 from tests.pipeline.test_end_to_end import file_hashes
 from tests.pipeline.test_faults import rewrite_records
 from tests.pipeline.test_guarantees import bad_frames
@@ -185,3 +186,22 @@ def test_a_shared_cache_serves_other_outputs_and_never_stale_frames(data, tmp_pa
         assert not (tmp_path / "fresh" / ".cache" / "frames").exists()
     finally:
         shard.write_bytes(keep)
+
+
+def test_depth_is_kept_with_the_frames(bridge_root, tiny_zoedepth, tmp_path, monkeypatch, capfd):  # noqa: F811
+    from depth.model import DepthEstimator
+
+    predicted = []
+    real = DepthEstimator.predict
+    monkeypatch.setattr(DepthEstimator, "predict", lambda self, x: predicted.append(len(x)) or real(self, x))
+    args = ["--mixture", "bridge", "--data-dir", str(bridge_root), "--image-size", "32", "--split", "train[:3]",
+            "--depth-model", str(tiny_zoedepth)]  # fmt: skip
+    out = tmp_path / "out"
+    assert main([*args, "--out", str(out)]) == 0
+    assert sum(predicted) == 24  # 3 episodes, 8 steps each after Bridge's transform
+    predicted.clear()
+    capfd.readouterr()
+    assert main([*args, "--out", str(out), "--normalization", "normal"]) == 0
+    assert not predicted and frames_in(capfd.readouterr().err) == (1, 0)
+    same_as_fresh(out, tmp_path, [*args, "--normalization", "normal"], "depth")
+    assert read_json(str(out / "manifest.json"))["depth"]["units"] == "millimetres"
