@@ -36,7 +36,7 @@ class RunContext:
     plan: Plan
     report: Report = field(default_factory=Report)
     beam_args: tuple[str, ...] = ()  # every pipeline's options, set up by beam_jobs.engine
-    # what an interrupt reports: (stage, units done so far: a callable, units in all, what a unit is)
+    # what an interrupt reports: (the current stage's tasks kept so far: a callable, its tasks in all)
     progress: tuple | None = None
     grid_source: dict | None = None  # where the run's grid comes from (manifest["grid_source"])
     _fingerprints: dict = field(default_factory=dict, repr=False)

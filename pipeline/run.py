@@ -183,7 +183,7 @@ class Interrupt:
 def interrupted_line(ctx: RunContext | None) -> str:
     if ctx is None or ctx.progress is None:
         return "interrupted: nothing kept yet; run the same command to resume"
-    _, done, total, _ = ctx.progress
+    done, total = ctx.progress
     try:
         kept = done()
     except Exception:  # noqa: BLE001 -- a half-written part index counts as not kept

@@ -93,7 +93,7 @@ def run(ctx: RunContext, stats: dict, grid: ActionGrid, depth: bool) -> dict:
         files.remove(tmp)  # left by a killed run (this run holds the output's lock: no other writes them)
     done = {i["task"] for i in read_part_indexes(work)}
     tasks = frame_tasks(ctx, plan_reads(ctx.datasets, opts.split, opts.max_episodes, EPISODES_PER_TASK), depth_info)
-    ctx.progress = ("export", lambda: len(read_part_indexes(work)), len(tasks), "task(s)")
+    ctx.progress = (lambda: len(read_part_indexes(work)), len(tasks))
     todo = [t for t in tasks if task_name(t.read) not in done]
     if done:
         log(
@@ -248,7 +248,7 @@ def clean_frame_cache(ctx: RunContext, tasks: list) -> None:
         return
     used = {t.frames for t in tasks}
     for name in ctx.datasets:
-        keep = {files.join(ctx.frames_dir, name, t.frames.rsplit("/", 2)[-2]) for t in tasks if t.read.dataset == name}
+        keep = {t.frames.rsplit("/", 1)[0] for t in tasks if t.read.dataset == name}  # its <key> folder
         for d in files.glob_in(files.join(ctx.frames_dir, name), "*"):
             if d not in keep:
                 files.remove(d)  # frames of other settings or inputs

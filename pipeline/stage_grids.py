@@ -61,7 +61,7 @@ def run(ctx: RunContext, stats: dict) -> ActionGrid:
     log(f"grids: fitting on {len(names)} dataset(s) weighted as the trainer samples them")
 
     tasks = plan_reads({n: ctx.datasets[n] for n in names}, ctx.options.split, ctx.options.max_episodes)
-    ctx.progress = ("grids", lambda: 0, len(tasks), "task(s)")  # the fit is kept once all are done
+    ctx.progress = (lambda: 0, len(tasks))  # the fit is kept once all tasks are done
     with stage_progress("grids", total_episodes(tasks), ctx.beam_args):
         parts = run_and_collect(
             lambda p: build_grid_fit(p, tasks, ctx.configs, stats, mode, ctx.options.seed),

@@ -43,7 +43,7 @@ def run(ctx: RunContext) -> dict:
     if todo:
         log(f"stats: computing statistics of {len(todo)} dataset(s) (actions only, no image decoded)")
         tasks = plan_reads({n: ctx.datasets[n] for n in todo}, ctx.options.split, ctx.options.max_episodes)
-        ctx.progress = ("stats", lambda: 0, len(tasks), "task(s)")  # statistics are kept once all are done
+        ctx.progress = (lambda: 0, len(tasks))  # statistics are kept once all tasks are done
         with stage_progress("stats", total_episodes(tasks), ctx.beam_args):
             records = run_and_collect(
                 lambda p: build_statistics(p, tasks, ctx.configs),

@@ -267,6 +267,8 @@ def test_stages_export_refuses_a_grid_or_statistics_made_for_other_settings(brid
     assert "the mixture's weights" in one_error(capfd)
     assert not (out / "manifest.json").exists()
     mix.write_text("name: two\ndatasets: {bridge_orig: 1.0, kuka: 1.0}\n")
+    assert main([*args, "--stages", "depth"]) == 2  # depth runs within the export: alone it would do nothing
+    assert "--stages depth,export" in one_error(capfd)
     assert main([*args, "--stages", "export"]) == 0  # as the grid and statistics were made: exported
 
 
@@ -310,6 +312,9 @@ def test_paths_that_look_like_glob_patterns_are_taken_literally(bridge_root, tmp
     stray.write_bytes(b"")
     assert main(["--mixture", "bridge", "--data-dir", str(data), "--out", str(odd), *FAST, "--image-size", "24"]) == 0
     assert not stray.exists()
+    # the default frame cache keeps only the frames the last run used: those at 24 px
+    (key,) = (odd / ".cache" / "frames" / "bridge_orig").iterdir()
+    assert len(list(key.glob("*.arrow"))) == 4  # 25 episodes in tasks of 8
 
 
 def test_a_manifest_never_names_a_file_outside_out_shards(bridge_root, tmp_path, capfd):
