@@ -241,6 +241,13 @@ def make_plan(options: RunOptions) -> Plan:
     """Raises RegistryError or UsageError with a one-line message when the plan cannot be made."""
     mixture = resolve_mixture(options.mixture, options.datasets)
     out = files.absolute(options.out or default_out(mixture))
+    if options.grid:
+        from grids.grid import ActionGrid, GridFileError
+
+        try:
+            ActionGrid.load(files.absolute(options.grid))
+        except (GridFileError, ValueError) as e:
+            raise UsageError(f"--grid: {e}") from None
     default = None
     if any(n not in mixture.roots for n in mixture.weights):
         default = _default_root(options)
