@@ -273,8 +273,10 @@ class WritePartFn(beam.DoFn):
 
 
 def read_part_indexes(work_dir: str) -> list[dict]:
-    """Indexes of the finished tasks (a task counts once its index is written), by part path. An index
-    that cannot be read (a disk that filled up under an older version) just means its task is redone."""
+    """Indexes of the finished tasks (a task counts once its index is written), one per task: a task
+    that ran twice (a retried bundle, a lost worker's task given to another) counts by its first part
+    (by path), so its episodes, counts and notes are taken once. An index that cannot be read (a disk
+    that filled up under an older version) just means its task is redone."""
     out = []
     for meta in files.glob_in(work_dir, "*.json"):
         try:
@@ -283,7 +285,10 @@ def read_part_indexes(work_dir: str) -> list[dict]:
                 out.append(index)
         except (OSError, ValueError, KeyError, TypeError):
             continue
-    return sorted(out, key=lambda i: (i["task"], i["path"] or ""))
+    first: dict[str, dict] = {}
+    for index in sorted(out, key=lambda i: (i["task"], i["path"] or "")):
+        first.setdefault(index["task"], index)
+    return list(first.values())
 
 
 def read_table(path: str) -> pa.Table:
