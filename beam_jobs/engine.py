@@ -3,7 +3,8 @@ when one is asked for and none is given.
 
     --runner direct   Beam's DirectRunner (default); `-- --direct_running_mode=multi_processing
                       --direct_num_workers=N` for local processes
-    --runner dask     Beam's DaskRunner on dask.distributed: the scheduler at --dask-address
+    --runner dask     Beam's DaskRunner on dask.distributed (with a group-by whose cost stays linear:
+                      beam_jobs/dask_runner.py): the scheduler at --dask-address
                       (tcp://HOST:8786, started with `dask scheduler` / `dask worker`), or a
                       cluster of --workers local processes started here and stopped at the end
     -- <Beam options> passed through, e.g. --runner=PortableRunner --job_endpoint=HOST:8099
@@ -19,7 +20,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 
-DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"  # Beam knows it by its full name only
+DASK_RUNNER = "beam_jobs.dask_runner.BoundedShuffleDaskRunner"  # Beam finds a runner outside its own by full name
 
 
 def _runner_of(beam_args: Sequence[str]) -> str:
