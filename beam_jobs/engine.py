@@ -68,9 +68,15 @@ def local_cluster(workers: int | None = None) -> Iterator[str]:
     from distributed import LocalCluster
 
     # dask's nannies set MALLOC_TRIM_THRESHOLD_ in their workers, which turns off glibc's adaptive
-    # mmap threshold: every frame buffer is then mapped and unmapped, and encoding runs ~1.5x slower
+    # mmap threshold: every frame buffer is then mapped and unmapped, and encoding runs ~1.5x slower.
+    # A worker's statistical profiler samples the task thread's stack 100 times a second for the
+    # dashboard, which this cluster does not serve: off
+    settings = {
+        "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+        "distributed.worker.profile.enabled": False,
+    }
     with (
-        dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}),
+        dask.config.set(settings),
         LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
                      host="127.0.0.1", dashboard_address=None) as cluster,
     ):  # fmt: skip
