@@ -11,7 +11,10 @@ runs      each (engine, scale) in a fresh process with a fresh --out (nothing re
 CPU       user + system seconds of the driver (every thread: Beam, the dask scheduler, client and
           nannies) plus those of every worker process (psutil): on a shared machine the CPU a run
           takes is what stays comparable, wall seconds are printed beside it
-memory    peak RSS (VmHWM) of the driver and of each worker process
+memory    peak RSS (VmHWM) of the driver and of each worker process. Memory is bounded by a shard (the
+          export assembles one shard at a time): --shard-mb is small enough that every scale writes
+          full shards, as an OXE-size export does at its default 256 MB, so that what the ratio
+          shows is whatever else grows with the export
 Reported: CPU-seconds per step at 16x / 1x (goal <= 1.1) and the marginal cost per step from 4x to
 16x against 1x to 4x; peak RSS 16x / 1x of the driver and of each worker (goal <= 1.2); whether
 both engines wrote the same shards at each scale; the figures the README's oxe_magic_soup
@@ -34,7 +37,7 @@ from beam_jobs.engine import local_cluster
 from pipeline.run import main
 warm_up()
 args = ["--datasets", ",".join(n + "=1" for n in {names}), "--data-dir", "{data}", "--out", "{out}",
-        "--image-size", "{size}", "--no-depth"]
+        "--image-size", "{size}", "--no-depth", "--shard-mb", "{shard_mb}"]
 t0, c0 = time.perf_counter(), cpu_seconds([os.getpid()])
 with local_cluster({workers}) if {workers} else contextlib.nullcontext() as address:
     pids = []
@@ -60,6 +63,7 @@ result["steps"] = sum(d["num_transitions"] for d in ds)
 result["frames"] = sum(d["num_transitions"] * (2 if d["has_wrist_image"] else 1) for d in ds)
 result["bytes"] = sum(s["bytes"] for d in ds for s in d["shards"])
 result["shards"] = sorted(s["sha256"] for d in ds for s in d["shards"])
+result["largest_shard"] = max(s["bytes"] for d in ds for s in d["shards"])
 """
 
 STAGES = ("stats", "grids", "export")
@@ -143,6 +147,7 @@ def main(argv=None) -> int:
     p.add_argument("--factors", default="1,4,16", help="corpus scales, the first one the reference")
     p.add_argument("--workers", type=int, default=2, help="worker processes of the local dask cluster")
     p.add_argument("--size", type=int, default=224, help="exported image side, pixels")
+    p.add_argument("--shard-mb", type=float, default=1.0, help="target shard size (1x: about 1.4 MB per dataset)")
     p.add_argument("--engines", default="in-process,dask", help="in-process, dask or both")
     p.add_argument("--json", help="also write every measurement to this file")
     p.add_argument("--smoke", action="store_true",
@@ -162,7 +167,8 @@ def main(argv=None) -> int:
         data = scaled_corpus(base, factor)
         for name in chosen:
             out = f"{data}-scale-{name}-{os.getpid()}"  # fresh: no part, cache or frame of another run reused
-            code = RUN.format(names=repr(DATASETS), data=data, out=out, size=args.size, workers=engines[name])
+            code = RUN.format(names=repr(DATASETS), data=data, out=out, size=args.size, workers=engines[name],
+                              shard_mb=args.shard_mb)  # fmt: skip
             try:
                 runs[name, factor] = measure(code)
             finally:
@@ -178,8 +184,9 @@ def main(argv=None) -> int:
 
 def report(runs: dict, factors: list[int], engines: list[str], args) -> str:
     lines = [
-        f"whole pipeline (stats, grids, export at {args.size} px; no depth) on {len(DATASETS)} datasets "
-        f"({', '.join(DATASETS)}), {args.episodes} train episodes each at 1x; dask: {args.workers} worker processes"
+        f"whole pipeline (stats, grids, export at {args.size} px in shards of {args.shard_mb:g} MB; no depth) on "
+        f"{len(DATASETS)} datasets ({', '.join(DATASETS)}), {args.episodes} train episodes each at 1x; "
+        f"dask: {args.workers} worker processes"
     ]
     rows = []
     for (engine, factor), r in runs.items():
@@ -189,10 +196,11 @@ def report(runs: dict, factors: list[int], engines: list[str], args) -> str:
             *(f"{1e3 * cpu_of(r, s) / steps:.2f}" for s in STAGES),
             f"{1e3 * total_cpu(r) / steps:.2f}", f"{total_seconds(r):.1f}",
             f"{r['startup']['seconds']:.1f}",
+            len(r["shards"]), f"{r['largest_shard'] / 1e6:.2f}",
             f"{r['peak_rss_mb']:.0f}", "/".join(f"{m:.0f}" for m in r["worker_peak_rss_mb"]) or "-",
         ])  # fmt: skip
     header = ["engine", "scale", "steps", "stats ms/step", "grids ms/step", "export ms/step", "CPU ms/step",
-              "wall s", "start-up s", "driver MB", "workers MB"]  # fmt: skip
+              "wall s", "start-up s", "shards", "largest MB", "driver MB", "workers MB"]  # fmt: skip
     lines.append(table(rows, header))
     lines.append("CPU: driver + workers, user + system; ms/step = CPU-milliseconds per exported step")
     first, last = factors[0], factors[-1]
