@@ -57,7 +57,7 @@ with local_cluster({workers}) if {workers} else contextlib.nullcontext() as addr
             pid_of, names_of = client.run(os.getpid), client.run(thread_names)
             names = {{pid_of[a]: names_of[a] for a in pid_of}}
     result["task_thread_cpu"] = [
-        sum(c - before.get(t, 0) for t, c in after.items() if names[p].get(t, "").startswith("Dask-Default-Threads"))
+        sum(c - before.get(t, 0) for t, c in after.items() if "Dask-Default-Threads" in names[p].get(t, ""))
         for p, before, after in zip(pids, k0, k1)
     ]
 m = json.loads(pathlib.Path("{out}", "manifest.json").read_text())
