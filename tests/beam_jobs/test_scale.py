@@ -1,10 +1,12 @@
-"""Cost that grows linearly with the work: the dask engine's group-by, and the scaled corpora that
-bench.scale measures it on.
+"""Cost that grows linearly with the work and memory that does not: the dask engine's group-by and
+ParDo tasks, and the scaled corpora that bench.scale measures them on.
 
 Beam's DaskRunner shuffles a GroupByKey over every partition of its input (one per read task),
 with a task count that grows like n^1.5 and faster; BoundedShuffleDaskRunner first concatenates
 the partitions into ceil(sqrt(n)). Counted here on the dask graphs both runners build for the
-same pipeline, and run on a local cluster against the answer computed by hand."""
+same pipeline, and run on a local cluster against the answer computed by hand. Beam's ParDo
+translation makes the output receivers task arguments, which a worker keeps as long as the task:
+here every task makes its own, and none of its outputs stay behind."""
 
 import os
 import shutil
@@ -36,6 +38,37 @@ def graph_tasks(runner_cls, n: int) -> int:
         visitor = runner_cls.to_dask_bag_visitor({"partition_size": 1})
         p.visit(visitor)
         return len(dict(list(visitor.bags.values())[-1].__dask_graph__()))
+
+
+def held_outputs(runner_cls) -> tuple[list, int]:
+    """(what n=4 elements -> ParDo -> Map compute to on dask's in-process scheduler, how many of the
+    ParDo's outputs the graph's task arguments still hold afterwards)."""
+    import gc
+
+    from apache_beam.runners.dask.transform_evaluator import OneReceiver
+
+    class Frames(beam.DoFn):
+        def process(self, x):
+            yield bytes(1000 + x)  # stands for a task's encoded frames
+
+    p = beam.Pipeline()
+    _ = p | beam.Create(range(4)) | beam.ParDo(Frames()) | beam.Map(len)
+    with dask.config.set({"dataframe.shuffle.method": "tasks"}):
+        p.replace_all(dask_overrides())
+        visitor = runner_cls.to_dask_bag_visitor({"partition_size": 1})
+        p.visit(visitor)
+    bag = list(visitor.bags.values())[-1]
+    result = sorted(bag.compute(scheduler="sync"))
+    held = sum(len(o.values) for o in gc.get_objects() if isinstance(o, OneReceiver))
+    del bag, visitor
+    return result, held
+
+
+def test_pardo_tasks_keep_no_outputs_in_their_arguments():
+    result, held = held_outputs(BoundedShuffleDaskRunner)
+    assert result == [1000, 1001, 1002, 1003] and held == 0
+    _, held_by_beam = held_outputs(DaskRunner)  # Beam's translation: the receivers are task arguments
+    assert held_by_beam >= 4
 
 
 def test_shuffle_partitions_is_the_ceiling_of_the_square_root():
