@@ -21,6 +21,7 @@ renamed; an object store makes an object visible only once it is complete.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -156,7 +157,7 @@ def _readable_local(path: str) -> str:
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        raise StorageError(f"{path}: no such file") from None
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", path) from None
     except OSError as e:
         raise StorageError(f"{path}: cannot read ({e.strerror or e})") from None
     if stat.S_ISDIR(st.st_mode):
@@ -218,10 +219,7 @@ def open_file(path: str, mode: str = "rb") -> IO:
             _readable_local(path)
         return open(path, mode)
     if "r" in mode:
-        try:
-            _remote(path, "info")  # first contact within the limit: the file object's own requests retry long
-        except FileNotFoundError:
-            raise StorageError(f"{path}: no such file") from None
+        _remote(path, "info")  # first contact within the limit: the file object's own requests retry long
     fs, p = _fs(path)
     try:
         return fs.open(p, mode)
