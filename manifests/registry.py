@@ -580,6 +580,8 @@ def load_mixture_file(
         )
     extra = {}
     if "dataset_configs" in doc:
+        if not isinstance(doc["dataset_configs"], dict):
+            raise RegistryError(f"{src}: dataset_configs must be a mapping of dataset name to its fields")
         extra = parse_datasets(
             {"datasets": doc["dataset_configs"], "default_intrinsics": doc.get("default_intrinsics")},
             src,
@@ -614,12 +616,16 @@ def resolve_mixture(
         weights = parse_inline(datasets, registry)
         return Mixture("custom", weights, "--datasets", {n: registry.datasets[n] for n in weights})
     if mixture.endswith((".yaml", ".yml")) or "/" in mixture:
-        if not Path(mixture).is_file():
+        if Path(mixture).is_dir():
+            raise RegistryError(f"--mixture: '{mixture}' is a directory; give a mixture file (.yaml) or a mixture name")
+        if not Path(mixture).exists():
             raise RegistryError(f"--mixture: mixture file '{mixture}' does not exist")
         name, weights, extra, roots = load_mixture_file(mixture, registry)
         known = {**registry.datasets, **extra}
         return Mixture(name, weights, mixture, {n: known[n] for n in weights}, roots)
     if mixture not in registry.mixtures:
+        if Path(mixture).is_dir():
+            raise RegistryError(f"--mixture: '{mixture}' is a directory; give a mixture file (.yaml) or a mixture name")
         raise RegistryError(f"--mixture: unknown mixture '{mixture}'{_suggest(mixture, registry.mixtures)}")
     weights = registry.mixtures[mixture]
     return Mixture(mixture, dict(weights), "registry", {n: registry.datasets[n] for n in weights})

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from dataclasses import dataclass
 
 from manifests.vocabulary import DEPTH_BACKENDS, GRID_FITS, NORMALIZATIONS, STAGES
@@ -205,6 +206,10 @@ def parse_options(argv: list[str]) -> RunOptions:
         raise UsageError("--dask-address and --workers need --runner dask")
     if a.workers is not None and a.workers < 1:
         raise UsageError(f"--workers must be at least 1, got {a.workers}")
+    for flag, path in (("--text-tokenizer", a.text_tokenizer), ("--depth-model", a.depth_model)):
+        if path is not None and "://" not in path and not os.path.isdir(path):  # a directory, given or not at all
+            what = "a file" if os.path.isfile(path) else "not there" if not os.path.exists(path) else "not a directory"
+            raise UsageError(f"{flag} '{path}' is {what}: give the directory that holds it (e.g. its config.json)")
     exclude = None
     if a.grid_exclude is not None:
         exclude = tuple(s.strip() for s in a.grid_exclude.split(",") if s.strip() and s.strip() != "none")

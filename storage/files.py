@@ -40,7 +40,7 @@ from fsspec.registry import registry as imported_implementations
 # Seconds a URL's store has to answer one metadata request (connect included) before the command
 # stops with one line; gcsfs alone would retry a refused connection for about 35 s and wait on a
 # silent one for 5 minutes per try.
-URL_TIMEOUT = float(os.environ.get("SPATIAL_PIPELINE_URL_TIMEOUT", 15))
+URL_TIMEOUT = float(os.environ.get("SPATIAL_PIPELINE_URL_TIMEOUT", 10))
 LONG_TIMEOUT = 600.0  # listings, recursive deletes and server-side copies: many requests
 READ_TIMEOUT = 120.0  # one data request of an open file with no byte arriving
 
