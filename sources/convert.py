@@ -67,7 +67,7 @@ class _Lazy:
         return self.dataset[i]
 
     def __array__(self, dtype=None, copy=None):
-        a = self.dataset[()]
+        a = np.asarray(self.dataset[()])  # a scalar dataset reads as a plain value (bytes for a string)
         return a if dtype is None else a.astype(dtype)
 
 
@@ -140,6 +140,15 @@ class Field:
         return f"{self.kind} {self.dtype}{list(self.shape)}"
 
 
+def _as_bytes(x) -> bytes | None:
+    """An encoded frame as stored: bytes, a numpy bytes scalar, a uint8 vector (HDF5 vlen uint8), np.void."""
+    if isinstance(x, (bytes, np.bytes_)):
+        return bytes(x)
+    if isinstance(x, np.void) or (isinstance(x, np.ndarray) and x.dtype == np.uint8 and x.ndim == 1):
+        return x.tobytes()
+    return None
+
+
 def _is_text(a) -> bool:
     return a.dtype.kind in "US" or (a.dtype.kind == "O" and a.size and isinstance(a.flat[0], (str, bytes)))
 
@@ -168,13 +177,9 @@ def infer_field(key: str, a, steps: int, path: str) -> Field:
     frames = a.dtype.kind == "u" and a.dtype.itemsize == 1 and a.ndim in (3, 4)
     if isinstance(a, _Lazy) and not frames:
         a = np.asarray(a)  # only frames are worth reading a step at a time
-    if (
-        a.dtype.kind in "OS"
-        and a.ndim == 1
-        and isinstance(a[0], (bytes, np.bytes_))
-        and bytes(a[0][:2]) in (b"\xff\xd8", b"\x89P")
-    ):
-        h, w, c = _image_header(a[0], f"{where}[0]")
+    first = _as_bytes(a[0]) if a.dtype.kind in "OSV" and a.ndim == 1 else None
+    if first is not None and first[:2] in (b"\xff\xd8", b"\x89P"):
+        h, w, c = _image_header(first, f"{where}[0]")
         if c != 3:
             raise ConvertError(f"{where}: encoded frames must be RGB (3 channels)")
         return Field(key, "encoded_image", "uint8", (h, w, 3))
@@ -259,13 +264,13 @@ def tfds_features(fields: dict[str, Field], image_format: str):
 def _frames(fd: Field, a, image_format: str) -> list[bytes]:
     out = []
     for i in range(len(a)):
-        frame = np.asarray(a[i])
         if fd.kind == "encoded_image":
-            data = bytes(frame.item() if frame.ndim == 0 else frame)
-            if _image_header(data, f"'{fd.key}'[{i}]") != fd.shape:
+            data = _as_bytes(a[i])
+            if data is None or _image_header(data, f"'{fd.key}'[{i}]") != fd.shape:
                 raise ConvertError(f"'{fd.key}' frame {i}: not {fd.shape[1]}x{fd.shape[0]} RGB like frame 0")
             out.append(data)
             continue
+        frame = np.asarray(a[i])
         if frame.ndim == 3 and frame.shape[2] == 1:
             frame = frame[:, :, 0]
         if image_format == "png":
@@ -451,23 +456,32 @@ def convert(args) -> tuple[str, str]:
     entry, remarks = dataset_entry(args, fields)
     summary = Summary(float64_keys=())
 
+    def example(path: str) -> tuple[int, bool, dict]:
+        with open_episode(path) as arrays:
+            if args.instruction_text is not None:
+                arrays = {**arrays, "language_instruction": np.array(args.instruction_text)}
+            these = infer_fields(arrays, args.action, path)
+            if these != fields:
+                diff = sorted(k for k, _ in set(these.items()) ^ set(fields.items()))[0]
+                got = these[diff].describe() if diff in these else "absent"
+                want = fields[diff].describe() if diff in fields else "absent"
+                raise ConvertError(f"{path}: '{diff}' is {got}, the first episode ({paths[0]}) has {want}")
+            steps = len(arrays[args.action])
+            finite = np.isfinite(np.asarray(arrays[args.action], np.float64)).all()
+            return steps, finite, episode_example(arrays, fields, steps, path, args.image_format)
+
     def examples():
         for i, path in enumerate(paths):
-            with open_episode(path) as arrays:
-                if args.instruction_text is not None:
-                    arrays = {**arrays, "language_instruction": np.array(args.instruction_text)}
-                these = infer_fields(arrays, args.action, path)
-                if these != fields:
-                    diff = sorted(k for k, _ in set(these.items()) ^ set(fields.items()))[0]
-                    got = these[diff].describe() if diff in these else "absent"
-                    want = fields[diff].describe() if diff in fields else "absent"
-                    raise ConvertError(f"{path}: '{diff}' is {got}, the first episode ({paths[0]}) has {want}")
-                steps = len(arrays[args.action])
-                action = np.asarray(arrays[args.action], np.float64)
-                summary.non_finite_episodes += int(not np.isfinite(action).all())
-                summary.episodes += 1
-                summary.steps += steps
-                yield f"{i:06d}", episode_example(arrays, fields, steps, path, args.image_format)
+            try:
+                steps, finite, ex = example(path)
+            except ConvertError:
+                raise
+            except Exception as e:  # h5py's, numpy's and PIL's ways of saying a file is damaged: one line
+                raise ConvertError(f"{path}: cannot be read ({' '.join(str(e).split())[:200]})") from None
+            summary.non_finite_episodes += int(not finite)
+            summary.episodes += 1
+            summary.steps += steps
+            yield f"{i:06d}", ex
 
     final = os.path.join(args.out, args.name, args.version)
     if os.path.exists(final) and not args.overwrite:
