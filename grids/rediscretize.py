@@ -145,13 +145,14 @@ def actions_from_rlds(args) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(actions).astype(np.float64), np.concatenate(weights)
 
 
-EXAMPLES = """examples (BASE.json: the grid the model was trained with, e.g. OUT/grids/<mixture>.json of its export):
-  python -m grids.rediscretize --base BASE.json --data output/my_robot --out my_robot_grid.json
-  python -m grids.rediscretize --base BASE.json --data output/my_robot --out my_robot_grid.json --retokenize output/my_robot
-  python -m grids.rediscretize --base BASE.json --data actions.npy --out my_robot_grid.json --fit empirical
-  python -m grids.rediscretize --base BASE.json --data-dir my_data --mixture my_robot.yaml --out my_robot_grid.json
-(output/my_robot: an export of `python -m pipeline.run --mixture my_robot.yaml --data-dir my_data --out output/my_robot`,
- with my_robot.yaml the mixture file that `python -m sources.convert` writes for your episodes)
+EXAMPLES = """examples (--base: the grid the model was trained with, OUT/grids/<mixture>.json of its export):
+  python -m grids.rediscretize --base output/bridge/grids/bridge.json --data output/my_robot --out my_robot_grid.json
+  python -m grids.rediscretize --base output/bridge/grids/bridge.json --data output/my_robot --out my_robot_grid.json --retokenize output/my_robot
+  python -m grids.rediscretize --base output/bridge/grids/bridge.json --data actions.npy --out npy_grid.json --fit empirical
+  python -m grids.rediscretize --base output/bridge/grids/bridge.json --data-dir my_data --mixture my_robot.yaml --out rlds_grid.json
+(output/bridge: python -m pipeline.run --mixture bridge; output/my_robot: python -m pipeline.run --mixture
+ my_robot.yaml --data-dir my_data --out output/my_robot, my_robot.yaml and my_data written by python -m sources.convert
+ from your own episodes; actions.npy: normalized actions [N, 7])
 """
 
 

@@ -551,9 +551,11 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
-        "  python -m sources.convert episodes/ --name my_robot --out DATA --control-hz 10\n"
-        "  python -m sources.convert episodes/ --name my_robot --out DATA --control-hz 10 --mixture my_robot.yaml "
-        "--overwrite\n",
+        "  python -m sources.convert my_episodes --name my_robot --out my_data --control-hz 10\n"
+        "  python -m sources.convert my_episodes --name my_robot --out my_data --control-hz 10 --mixture my_robot.yaml "
+        "--overwrite\n"
+        "(my_episodes: a directory of .npz/.h5 files, one episode each; then: python -m pipeline.run --mixture "
+        "my_robot.yaml --data-dir my_data)\n",
     )
     p.add_argument("episodes", nargs="+", help="episode files (.npz, .h5, .hdf5) or directories of them")
     p.add_argument("--name", required=True, help="the dataset's name (snake_case): DATA/<name>/<version>/")
