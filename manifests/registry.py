@@ -9,7 +9,6 @@ from __future__ import annotations
 import difflib
 import math
 import re
-import sys
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -300,7 +299,7 @@ def _shown(value: Any) -> str:
     try:
         text = repr(value)
     except ValueError:
-        return f"an integer of more than {sys.get_int_max_str_digits()} digits"
+        return "an integer of more digits than Python prints"
     return text if len(text) <= 60 else text[:57] + "..."
 
 

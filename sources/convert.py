@@ -317,7 +317,6 @@ class Summary:
     episodes: int = 0
     steps: int = 0
     non_finite_episodes: int = 0
-    float64_keys: tuple[str, ...] = ()
 
 
 def _guess(fields: dict[str, Field], given: str | None, kinds: tuple[str, ...], names: tuple[str, ...], flag: str):
@@ -454,7 +453,7 @@ def convert(args) -> tuple[str, str]:
             arrays = {**arrays, "language_instruction": np.array(args.instruction_text)}
         fields = infer_fields(arrays, args.action, paths[0])
     entry, remarks = dataset_entry(args, fields)
-    summary = Summary(float64_keys=())
+    summary = Summary()
 
     def example(path: str) -> tuple[int, bool, dict]:
         with open_episode(path) as arrays:
