@@ -171,7 +171,9 @@ def check_grid_json(doc: dict, source: str) -> tuple[dict, dict, dict]:
         if not isinstance(parent, dict) or key not in parent:
             raise GridFileError(f"{source}: not a grid file (missing '{where}')")
         if not isinstance(parent[key], kind):
-            raise GridFileError(f"{source}: '{where}' must be a {'mapping' if kind is dict else 'list'}")
+            raise GridFileError(
+                f"{source}: not a grid file ('{where}' must be a {'mapping' if kind is dict else 'list'})"
+            )
         return parent[key]
 
     nb = section(doc, "num_bins", "num_bins")

@@ -365,14 +365,18 @@ def dataset_entry(args, fields: dict[str, Field]) -> tuple[dict, list[str]]:
     state = _guess(fields, args.state, ("tensor",), ("state", "proprio", "qpos", "joint_positions"), "--state")
     action_dims = fields[args.action].shape[0] if fields[args.action].shape else 1
     h, w = fields[image].shape[:2]
+    if action_dims < 4:
+        raise ConvertError(f"'{args.action}' has {action_dims} dims: the pipeline's action needs xyz and a gripper")
     if action_dims == 8:  # xyz, xyzw quaternion, gripper
         rotation = {"key": args.action, "slice": [3, 7], "format": "quaternion"}
-    else:
+    elif action_dims >= 7:
         rotation = {"key": args.action, "slice": [3, 6], "format": "euler"}
+    else:  # xyz and a gripper, maybe more: no rotation guessed
+        rotation = {"format": "none"}
     if action_dims not in (7, 8):
         remarks.append(
-            f"'{args.action}' has {action_dims} dims: the slices below assume [x, y, z, roll, pitch, yaw, ..., gripper]; "
-            "edit them to your layout"
+            f"'{args.action}' has {action_dims} dims: the entry assumes [x, y, z, (roll, pitch, yaw,) ..., gripper]; "
+            "edit the slices to your layout"
         )
     if args.intrinsics:
         fx, fy, cx, cy = args.intrinsics
