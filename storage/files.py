@@ -50,7 +50,7 @@ for _scheme in ("gs", "gcs"):
     fsspec.register_implementation(
         _scheme, "gcsfs.core.GCSFileSystem", clobber=True, errtxt="gs:// URLs need the package gcsfs"
     )
-for _name in ("gcsfs", "aiohttp", "google.auth", "google.api_core", "google_auth_httplib2", "urllib3"):
+for _name in ("gcsfs", "aiohttp"):
     logging.getLogger(_name).setLevel(logging.CRITICAL)  # their retries and tracebacks are not our message
 
 
