@@ -159,7 +159,21 @@ def test_the_main_job_keeps_every_step_s_instruction(converted, tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     shards = manifest["datasets"]["my_robot"]["shards"]
     table = open_ipc(str(out / shards[0]["path"])).read_all()
-    assert table.column("language_instruction").to_pylist() == [t for ep in eps for t in ep["language_instruction"]]
+    texts = [t for ep in eps for t in ep["language_instruction"]]
+    assert table.column("language_instruction").to_pylist() == texts
+    # the LeRobot view too: a task per frame, each episode listing its tasks in order
+    import pyarrow.parquet as pq
+
+    from shards.lerobot import main as lerobot_main
+
+    assert lerobot_main([str(out), str(tmp_path / "lerobot")]) == 0
+    root = tmp_path / "lerobot" / "my_robot"
+    tasks = pq.read_table(root / "meta" / "tasks.parquet").to_pandas()
+    names = {int(i): str(n) for n, i in zip(tasks.index, tasks["task_index"])}
+    frames = pq.read_table(root / "data" / "chunk-000" / "file-000.parquet").column("task_index").to_pylist()
+    assert [names[i] for i in frames] == texts
+    episodes = pq.read_table(root / "meta" / "episodes" / "chunk-000" / "file-000.parquet").column("tasks").to_pylist()
+    assert episodes == [["pick up the cup", "place it on the shelf"]] * len(eps)
 
 
 def test_hdf5_episodes_with_groups_quaternions_and_encoded_frames(tmp_path):
