@@ -444,12 +444,10 @@ def mixture_text(name: str, entry: dict, remarks: list[str], out: str, summary: 
 
 def convert(args) -> tuple[str, str]:
     """Write the dataset; returns (its directory, the mixture file's text)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TFDS writes with TensorFlow: its start-up chatter is noise
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # (and its oneDNN notice; nothing is computed with it)
-    import absl.logging
-    import tensorflow_datasets as tfds
+    from sources.sample import quiet_tfds
 
-    absl.logging.set_verbosity(absl.logging.ERROR)
+    quiet_tfds()  # TFDS writes with TensorFlow: its start-up chatter is noise here
+    import tensorflow_datasets as tfds
 
     paths = episode_files(args.episodes)
     with open_episode(paths[0]) as arrays:

@@ -177,15 +177,15 @@ TABLE = [
     ("pipeline.export", ["{w}/out", "--grid", "{w}/latin1.json"], "not UTF-8 text"),
     ("pipeline.export", ["{w}/out", "--grid", "{w}/ok.npy"], "not UTF-8 text"),
     # grids.inspect
-    ("grids.inspect", ["{w}/out"], "is a directory, not a file; give the grid file {w}/out/grids/bridge.json"),
+    ("grids.inspect", ["{w}/empty_dir"], "is a directory with no grid file: give the grid file, OUT/grids/<mixture>.json"),
     ("grids.inspect", ["{w}/fifo.json"], "is a FIFO"),
     ("grids.inspect", ["/dev/zero", "--out", "{w}/plots"], "is a device or socket"),
     ("grids.inspect", ["{w}/grid.json", "--data", "{w}/nan.npy", "--out", "{w}/p"], "1 non-finite value(s) (NaN or infinity), the first in row 7"),
     ("grids.inspect", ["{w}/grid.json", "--data", "{w}/fifo.npy", "--out", "{w}/p"], "is a FIFO"),
     ("grids.inspect", ["{w}/grid.json", "--data", "{w}/objects.npy", "--out", "{w}/p"], "not a .npy array"),
     ("grids.inspect", ["{w}/grid.json", "--data", "{w}/truncated.npy", "--out", "{w}/p"], "not a .npy array"),
-    ("grids.inspect", ["{w}/grid.json", "--data", "{w}/afile", "--out", "{w}/p"], "neither a .npy file nor an output directory"),
-    ("grids.inspect", ["{w}/grid.json", "--data", "{w}/tampered", "--out", "{w}/p"], "dataset 'bridge_orig': action column: 1 non-finite"),
+    ("grids.inspect", ["{w}/grid.json", "--data", "{w}/afile", "--out", "{w}/p"], "not an output directory with a manifest"),
+    ("grids.inspect", ["{w}/grid.json", "--data", "{w}/tampered", "--out", "{w}/p"], "train-00000-of-00001.arrow: action column: 1 non-finite value(s)"),
     ("grids.inspect", ["{w}/grid.json", "--out", "{w}/afile"], "--out '{w}/afile': the plots go into a local directory"),
     # grids.rediscretize
     ("grids.rediscretize", ["--base", "{w}/out", "--data", "{w}/ok.npy", "--out", "{w}/n.json"], "give the grid file {w}/out/grids/bridge.json"),
