@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         path = resolve_grid(args.grid)
         grid = ActionGrid.load(path)
-    except GridFileError as e:
+    except (GridFileError, OSError) as e:  # OSError: files.StorageError, e.g. a URL that does not answer
         print(f"error: {e}", file=sys.stderr)
         return 2
     stored = grid.metrics if grid.metrics and "token_entropy" in grid.metrics else None
