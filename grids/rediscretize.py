@@ -2,7 +2,7 @@
 
     python -m grids.rediscretize --base BASE.json --data OUT_OR_NPY --out NEW.json [--fit gaussian|empirical]
                                  [--map MAP.npz] [--retokenize OUT]
-    python -m grids.rediscretize --base BASE.json --data-dir RLDS_ROOT --mixture my_robot.yaml --out NEW.json
+    python -m grids.rediscretize --base BASE.json --mixture my_robot.yaml [--data-dir RLDS_ROOT] --out NEW.json
 
 Fits a new grid on the new robot's normalized actions with the base grid's bin counts; writes
 an embedding-adaptation map (scipy sparse CSR, [new tokens, old tokens]): each new bin's centre
@@ -110,12 +110,21 @@ def actions_from_rlds(args) -> tuple[np.ndarray, np.ndarray]:
     from shards.manifest import STATISTICS_FILE
     from sources.episodes import dataset_episodes, is_problem
     from sources.rlds import open_dataset
+    from sources.roots import data_root
     from storage.jsonio import write_json
     from transforms.normalize import normalize
     from transforms.statistics import DatasetStatistics
 
     mixture = resolve_mixture(args.mixture, args.datasets)
-    datasets = {name: open_dataset(args.data_dir, cfg) for name, cfg in mixture.datasets.items()}
+
+    def root_of(name: str) -> str:  # the mixture file's data_dir, else --data-dir
+        if name in mixture.roots:
+            return data_root(mixture.roots[name])[0]
+        if args.data_dir is None:
+            raise ValueError(f"dataset '{name}': the mixture gives it no data_dir; give --data-dir ROOT")
+        return args.data_dir
+
+    datasets = {name: open_dataset(root_of(name), cfg) for name, cfg in mixture.datasets.items()}
 
     def episodes(name, lost=None):
         for item in dataset_episodes(datasets[name], mixture.datasets[name], "train"):
@@ -149,9 +158,9 @@ EXAMPLES = """examples (--base: the grid the model was trained with, OUT/grids/<
   python -m grids.rediscretize --base output/bridge/grids/bridge.json --data output/my_robot --out my_robot_grid.json
   python -m grids.rediscretize --base output/bridge/grids/bridge.json --data output/my_robot --out my_robot_grid.json --retokenize output/my_robot
   python -m grids.rediscretize --base output/bridge/grids/bridge.json --data actions.npy --out npy_grid.json --fit empirical
-  python -m grids.rediscretize --base output/bridge/grids/bridge.json --data-dir my_data --mixture my_robot.yaml --out rlds_grid.json
+  python -m grids.rediscretize --base output/bridge/grids/bridge.json --mixture my_robot.yaml --out rlds_grid.json
 (output/bridge: python -m pipeline.run --mixture bridge; output/my_robot: python -m pipeline.run --mixture
- my_robot.yaml --data-dir my_data --out output/my_robot, my_robot.yaml and my_data written by python -m sources.convert
+ my_robot.yaml --out output/my_robot, my_robot.yaml (its data_dir: my_data) written by python -m sources.convert
  from your own episodes; actions.npy: normalized actions [N, 7])
 """
 
@@ -186,10 +195,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--data-dir",
-        help="or its RLDS data: a data root, with --mixture NAME|FILE (a mixture file can hold the new robot's "
-        "dataset_configs) or --datasets NAME=W (registry datasets)",
+        help="or its RLDS data: the root of the datasets that a --mixture FILE gives no data_dir (a mixture file "
+        "can hold the new robot's dataset_configs and data_dir), or of --datasets NAME=W (registry datasets)",
     )
-    p.add_argument("--mixture", help="with --data-dir: a mixture name or file")
+    p.add_argument("--mixture", help="the RLDS data as a mixture name or file (with its data_dir roots)")
     p.add_argument("--datasets", help="with --data-dir: NAME=WEIGHT[,...] of registry datasets")
     p.add_argument("--work", help="with --data-dir: where the statistics go (default: beside --out)")
     p.add_argument("--out", required=True, help="where to write the new grid file")
@@ -202,10 +211,10 @@ def main(argv: list[str] | None = None) -> int:
     from manifests.registry import RegistryError
     from shards.manifest import ManifestError
 
-    if (args.data is None) == (args.data_dir is None):
-        print(
-            "error: give --data (an output directory or .npy) or --data-dir with --mixture/--datasets", file=sys.stderr
-        )
+    rlds = args.data_dir is not None or args.mixture is not None or args.datasets is not None
+    if (args.data is None) == (not rlds):
+        print("error: give --data (an output directory or .npy), or the RLDS data: --mixture FILE (its datasets' "
+              "data_dir) and/or --data-dir ROOT with --mixture/--datasets", file=sys.stderr)  # fmt: skip
         return 2
     map_path = args.map or args.out.rsplit(".json", 1)[0] + "_embedding_map.npz"
     for path, flag in ((args.out, "--out"), (map_path, "--map")):

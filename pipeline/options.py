@@ -59,10 +59,10 @@ EXAMPLES = """examples:
   python -m pipeline.run --mixture bridge --no-depth                  # the built-in sample corpus -> output/bridge
   python -m pipeline.run --mixture bridge --data-dir /data/oxe --out output/bridge_oxe --no-depth   # a local OXE mirror
   python -m pipeline.run --mixture oxe_magic_soup --dry-run           # the resolved plan, as JSON
-  python -m pipeline.run --mixture my_robot.yaml --data-dir my_data --out output/my_robot --no-depth
+  python -m pipeline.run --mixture my_robot.yaml --out output/my_robot --no-depth   # a mixture file, its data_dir
   python -m pipeline.run --datasets bridge_orig=1.0,kuka=0.5 --max-episodes 2 --no-depth --out output/two
   python -m pipeline.run --mixture bridge --no-depth --out output/bridge_2 -- --direct_running_mode=multi_processing --direct_num_workers=2
-(my_robot.yaml and my_data: what `python -m sources.convert` writes from your own episodes; --data-dir also takes
+(my_robot.yaml: the mixture file `python -m sources.convert` writes for your own episodes; --data-dir also takes
 gs://gresearch/robotics. Arguments after `--` are Beam pipeline options, e.g. on Dataflow
 `-- --runner=DataflowRunner --project=P --region=R --temp_location=gs://B/tmp`.)
 """

@@ -414,14 +414,18 @@ def dataset_entry(args, fields: dict[str, Field]) -> tuple[dict, list[str]]:
     return entry, remarks
 
 
-def mixture_text(name: str, entry: dict, remarks: list[str], out: str, summary: Summary) -> str:
+def mixture_text(name: str, entry: dict, remarks: list[str], out: str, summary: Summary, mixture: str | None) -> str:
+    """The mixture file: the dataset read from its own root (`data_dir`, relative to the mixture file's folder
+    when the file is written, else absolute), so that `pipeline.run --mixture FILE` needs no --data-dir."""
+    root = os.path.relpath(out, os.path.dirname(os.path.abspath(mixture))) if mixture else os.path.abspath(out)
     a = entry["action"]
     lines = [
         f"# python -m sources.convert: {summary.episodes} episode(s), {summary.steps} steps -> "
         f"{os.path.join(out, name, entry['version'])}",
         *(f"# note: {r}" for r in remarks),
         f"name: {name}",
-        f"datasets: {{{name}: 1.0}}",
+        f"datasets: {{{name}: {{weight: 1.0, data_dir: {_flow(root)}}}}}"
+        + ("  # data_dir: relative to this file's folder" if mixture else ""),
         "dataset_configs:",
         f"  {name}:",
         f"    version: {_flow(entry['version'])}",
@@ -519,7 +523,7 @@ def convert(args) -> tuple[str, str]:
         remarks.append(
             f"{summary.non_finite_episodes} episode(s) have NaN or infinite actions: the pipeline drops them"
         )
-    text = mixture_text(args.name, entry, remarks, args.out, summary)
+    text = mixture_text(args.name, entry, remarks, args.out, summary, args.mixture)
     return final, text
 
 
@@ -556,7 +560,7 @@ def build_parser() -> argparse.ArgumentParser:
         "  python -m sources.convert my_episodes --name my_robot --out my_data --control-hz 10 --mixture my_robot.yaml "
         "--overwrite\n"
         "(my_episodes: a directory of .npz/.h5 files, one episode each; then: python -m pipeline.run --mixture "
-        "my_robot.yaml --data-dir my_data)\n",
+        "my_robot.yaml)\n",
     )
     p.add_argument("episodes", nargs="+", help="episode files (.npz, .h5, .hdf5) or directories of them")
     p.add_argument("--name", required=True, help="the dataset's name (snake_case): DATA/<name>/<version>/")

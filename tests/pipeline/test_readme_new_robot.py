@@ -51,10 +51,13 @@ def test_the_new_robot_section_runs_as_written(tmp_path):
             r = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
                                timeout=900)  # fmt: skip
             assert r.returncode == 0, (body, r.stderr[-3000:])
-        elif lang == "yaml":
+        elif lang == "yaml" and re.match(r"# (\S+\.yaml)\n", body):  # a file the user writes
+            (tmp_path / re.match(r"# (\S+\.yaml)\n", body).group(1)).write_text(body)
+        elif lang == "yaml":  # the file the converter wrote, shown as it is
             assert mixture_file is not None and (tmp_path / mixture_file).read_text() == body, "the YAML block differs"
-            name, weights, extra = load_mixture_file(tmp_path / mixture_file, load_registry())
+            name, weights, extra, roots = load_mixture_file(tmp_path / mixture_file, load_registry())
             assert extra["my_robot"].image_size == (240, 320) and extra["my_robot"].intrinsics.width == 320
+            assert roots == {"my_robot": str(tmp_path / "my_data")}
         else:
             for argv in commands(body):
                 if "--mixture" in argv and argv[1] == "sources.convert":
@@ -62,7 +65,7 @@ def test_the_new_robot_section_runs_as_written(tmp_path):
                 r = subprocess.run([sys.executable, *argv], cwd=tmp_path, env=env, capture_output=True, text=True,
                                    timeout=900)  # fmt: skip
                 assert r.returncode == 0, (argv, r.stderr[-3000:])
-    assert found == ["python", "sh", "yaml", "sh", "sh", "sh", "python"], found
+    assert found == ["python", "sh", "yaml", "sh", "sh", "sh", "yaml", "sh", "python"], found
     # what the section promises: the export exists, re-tokenized with the new grid, and reads
     from grids.grid import ActionGrid
     from shards.manifest import verify_manifest
@@ -73,4 +76,7 @@ def test_the_new_robot_section_runs_as_written(tmp_path):
     assert manifest["grid_sha256"] == sha256_of(grid.to_json())  # the export now tokenizes with the new grid
     assert grid.counts == ActionGrid.load(str(tmp_path / "output" / "bridge" / "grids" / "bridge.json")).counts
     assert manifest["datasets"]["my_robot"]["num_transitions"] == 8 * 30
+    mix = verify_manifest(str(tmp_path / "output" / "my_mix"))  # the mixture: the robot's grid, two roots
+    assert set(mix["datasets"]) == {"my_robot", "bridge_orig"} and mix["grid_sha256"] == sha256_of(grid.to_json())
+    assert mix["inputs"]["bridge_orig"]["synthetic"] and not mix["inputs"]["my_robot"]["synthetic"]
     assert (tmp_path / "my_robot_grid_embedding_map.npz").exists()

@@ -118,9 +118,10 @@ def test_our_reader_reads_the_same(converted):
 
 def test_the_mixture_entry_is_complete_and_loads(converted):
     w, eps, _ = converted
-    name, weights, extra = load_mixture_file(w / "my_robot.yaml", load_registry())
+    name, weights, extra, roots = load_mixture_file(w / "my_robot.yaml", load_registry())
     cfg = extra["my_robot"]
     assert name == "my_robot" and weights == {"my_robot": 1.0}
+    assert roots == {"my_robot": str(w / "data")}  # its own root: `pipeline.run --mixture` needs no --data-dir
     assert cfg.image_size == (24, 32) and cfg.control_hz == 12.5  # [height, width]
     assert (cfg.primary_image, cfg.wrist_image, cfg.instruction.key) == ("image", "wrist", "language_instruction")
     assert [p.key for p in cfg.proprio] == ["state"]
@@ -154,8 +155,7 @@ def test_the_main_job_keeps_every_step_s_instruction(converted, tmp_path):
     """Instructions that change mid-episode reach the shards step by step (not the first one for all)."""
     w, eps, _ = converted
     out = tmp_path / "out"
-    assert run_main(["--mixture", str(w / "my_robot.yaml"), "--data-dir", str(w / "data"), "--out", str(out),
-                     "--no-depth", "--image-size", "32"]) == 0  # fmt: skip
+    assert run_main(["--mixture", str(w / "my_robot.yaml"), "--out", str(out), "--no-depth", "--image-size", "32"]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     shards = manifest["datasets"]["my_robot"]["shards"]
     table = open_ipc(str(out / shards[0]["path"])).read_all()
@@ -192,7 +192,7 @@ def test_hdf5_episodes_with_groups_quaternions_and_encoded_frames(tmp_path):
         assert [s["observations"]["images"]["cam_high"] for s in steps] == [encode_jpeg(f) for f in ep["high"]]
         assert [s["observations"]["images"]["cam_low"] for s in steps] == ep["low"]
         assert {s["language_instruction"].decode() for s in steps} == {"fold the towel"}
-    _, _, extra = load_mixture_file(tmp_path / "m.yaml", load_registry())
+    _, _, extra, _ = load_mixture_file(tmp_path / "m.yaml", load_registry())
     cfg = extra["aloha_like"]
     assert cfg.action.rotation.format == "quaternion" and cfg.action.rotation.slice == (3, 7)
     assert cfg.action.gripper.slice == (7, 8) and [p.key for p in cfg.proprio] == ["observations/qpos"]
