@@ -114,7 +114,7 @@ class Encoding:
             "step": np.arange(t, dtype=np.int32),
             "is_first": np.arange(t) == 0,
             "is_last": np.arange(t) == t - 1,
-            "language_instruction": [ep.instruction] * t,
+            "language_instruction": ep.step_instructions(),  # per step: an instruction may change mid-episode
             "image": jpegs,
             "action": action,
             "raw_action": ep.action.astype(np.float32),
@@ -134,8 +134,9 @@ class Encoding:
         if "proprio" in self.stats[ep.dataset]:  # the dataset's shards carry a proprio column (shard_schema)
             columns["proprio"] = proprio_column(ep, len(self.stats[ep.dataset]["proprio"]["mean"]))
         if self.text_tokenizer is not None:
-            ids = self.text_tokenizer(ep.instruction, add_special_tokens=False)["input_ids"]
-            columns["input_ids"] = [ids] * t
+            texts = columns["language_instruction"]
+            ids = {x: self.text_tokenizer(x, add_special_tokens=False)["input_ids"] for x in dict.fromkeys(texts)}
+            columns["input_ids"] = [ids[x] for x in texts]
             columns["action_input_ids"] = tokens + self.action_token_base
         return EncodedEpisode(ep.dataset, ep.episode_id, columns, pixels)
 

@@ -8,6 +8,7 @@ wrote into the grid file, when the same datasets are scored.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,6 +20,46 @@ from shards.schema import open_ipc
 from storage import files
 
 MAX_ROWS = 500_000
+
+
+def _finite(a: np.ndarray, where: str) -> np.ndarray:
+    """Actions with every value finite, or a one-line ValueError: a NaN or infinity would corrupt the fit
+    (sums, histograms and quantiles all take it in)."""
+    bad = ~np.isfinite(a)
+    if bad.any():
+        row = int(np.flatnonzero(bad.any(axis=1))[0])
+        raise ValueError(f"{where}: {int(bad.sum())} non-finite value(s) (NaN or infinity), the first in row {row}: "
+                         "refused (fix or drop those rows)")  # fmt: skip
+    return a
+
+
+def _load_npy(path: str, max_rows: int) -> np.ndarray:
+    """A .npy of normalized actions [N, 7] (memory-mapped when local, thinned evenly to about max_rows)."""
+    local = files.local_path(path)
+    try:
+        if local is not None:
+            files.open_file(local, "rb").close()  # a directory, FIFO or device: refused in one line
+            a = np.load(local, mmap_mode="r", allow_pickle=False)
+        else:
+            with files.open_file(path, "rb") as f:
+                a = np.load(f, allow_pickle=False)
+    except files.StorageError:
+        raise
+    except Exception as e:  # numpy's many ways of saying "not an array file" (ValueError, EOFError, ...)
+        raise ValueError(f"{path}: not a .npy array ({' '.join(str(e).split())[:200]})") from None
+    if not isinstance(a, np.ndarray) or a.ndim != 2 or a.shape[1] != 7:
+        raise ValueError(f"{path}: expected normalized actions [N, 7], got shape {getattr(a, 'shape', None)}")
+    if a.dtype.kind not in "fiu":
+        raise ValueError(f"{path}: expected numbers, got dtype {a.dtype}")
+    stride = max(1, len(a) // max_rows)
+    return _finite(np.asarray(a[::stride], np.float64), path)
+
+
+def _weight(manifest: dict, path: str, name: str) -> float:
+    w = manifest["effective_weights"].get(name)
+    if not (isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w > 0):
+        raise ValueError(f"{path}: manifest.json: effective_weights.{name} must be a positive number, got {w!r}")
+    return float(w)
 
 
 @dataclass
@@ -41,6 +82,7 @@ def shard_actions(path: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(normalized actions [N, 7] float32, their steps' hashes [N]) of one shard (episode-contiguous rows)."""
     table = open_ipc(path, columns=["episode_id", "action"]).read_all()
     actions = table.column("action").combine_chunks().values.to_numpy(zero_copy_only=False).reshape(-1, 7)
+    _finite(actions, f"{path}: action column")
     ids = np.asarray(table.column("episode_id").to_numpy(zero_copy_only=False), dtype=object)
     starts = np.concatenate([[0], np.flatnonzero(ids[1:] != ids[:-1]) + 1, [len(ids)]]) if len(ids) else [0]
     hashes = [step_hashes(ids[a], b - a, seed) for a, b in zip(starts[:-1], starts[1:])]
@@ -58,8 +100,8 @@ def export_fit(out: str, datasets: list[str] | None = None, weights: dict[str, f
     if unknown:
         raise ValueError(f"{out}: the export has no dataset '{unknown[0]}'")
     if weights is None:
-        total = sum(manifest["effective_weights"][n] for n in names)
-        weights = {n: manifest["effective_weights"][n] / total for n in names}
+        total = sum(_weight(manifest, out, n) for n in names)
+        weights = {n: _weight(manifest, out, n) / total for n in names}
     seed = manifest.get("seed", 0)
     parts, steps = {}, 0
     for name in names:
@@ -82,13 +124,11 @@ def export_fit(out: str, datasets: list[str] | None = None, weights: dict[str, f
 
 def load_actions(path: str, max_rows: int = MAX_ROWS) -> tuple[np.ndarray, np.ndarray]:
     """(actions [N, 7], weights [N]): an export's steps weighted by the effective mixture weights,
-    or a .npy array weighted equally. Large exports are thinned to about max_rows, evenly."""
+    or a .npy array weighted equally. Large inputs are thinned to about max_rows, evenly. Non-finite
+    actions or weights are refused (ValueError, one line)."""
     if path.endswith(".npy"):
-        with files.open_file(path, "rb") as f:
-            a = np.load(f)
-        if a.ndim != 2 or a.shape[1] != 7:
-            raise ValueError(f"{path}: expected normalized actions [N, 7], got shape {a.shape}")
-        return a.astype(np.float64), np.ones(len(a))
+        a = _load_npy(path, max_rows)
+        return a, np.ones(len(a))
     try:
         manifest = load_manifest(path)
     except ManifestError as e:
@@ -99,10 +139,13 @@ def load_actions(path: str, max_rows: int = MAX_ROWS) -> tuple[np.ndarray, np.nd
     for name, ds in manifest["datasets"].items():
         if not ds["shards"]:
             continue
+        w = _weight(manifest, path, name)
         cols = [open_ipc(shard_path(path, s), columns=["action"]).read_all().column("action") for s in ds["shards"]]
         a = np.concatenate([c.combine_chunks().values.to_numpy(zero_copy_only=False) for c in cols]).reshape(-1, 7)[
             ::stride
         ]
-        actions.append(a)
-        weights.append(np.full(len(a), manifest["effective_weights"][name] / max(len(a), 1)))
-    return np.concatenate(actions).astype(np.float64), np.concatenate(weights)
+        actions.append(_finite(a.astype(np.float64), f"{path}: dataset '{name}': action column"))
+        weights.append(np.full(len(a), w / max(len(a), 1)))
+    if not actions:
+        raise ValueError(f"{path}: the export has no shards with actions")
+    return np.concatenate(actions), np.concatenate(weights)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -100,29 +101,13 @@ class ActionGrid:
 
     @classmethod
     def from_json(cls, doc: dict, source: str = "grid") -> ActionGrid:
-        try:
-            nb = doc["num_bins"]
-            counts = {
-                **{v: int(nb["translation"][f"{v}_bins"]) for v in TRANSLATION},
-                **{v: int(nb["rotation"][f"{v}_bins"]) for v in ROTATION},
-                "gripper": int(nb.get("gripper", 2)),
-            }
-            policy = doc["bin_policy"]
-            edges = {v: np.asarray(policy["translation"][f"{v}_bins"], np.float64) for v in TRANSLATION}
-            edges |= {v: np.asarray(policy["rotation"][f"{v}_bins"], np.float64) for v in ROTATION}
-        except (KeyError, TypeError, ValueError) as e:
-            raise GridFileError(f"{source}: not a grid file (missing or malformed {e})") from None
-        if not doc.get("use_spherical", True):
-            raise GridFileError(f"{source}: only spherical translation grids are supported (use_spherical is false)")
-        for v, e in edges.items():
-            if len(e) != counts[v] + 1:
-                raise GridFileError(f"{source}: {v}_bins has {len(e)} edges, num_bins says {counts[v]} bins")
-            if not (np.isfinite(e).all() and (np.diff(e) >= 0).all()):
-                raise GridFileError(f"{source}: {v}_bins edges are not finite and increasing")
+        """A grid from its JSON layout, every field checked (check_grid_json): a GridFileError names the
+        file and the key, so that a grid that is accepted always yields tokens in [0, total_tokens)."""
+        counts, edges, gs_params = check_grid_json(doc, source)
         return cls(
             counts,
             edges,
-            doc.get("gs_params", {}),
+            gs_params,
             doc.get("distribution", "gaussian"),
             doc.get("provenance", {}),
             doc.get("metrics"),
@@ -131,14 +116,136 @@ class ActionGrid:
     @classmethod
     def load(cls, path: str) -> ActionGrid:
         try:
-            doc = json.loads(files.read_text(path))
+            text = files.read_text(path, max_bytes=MAX_GRID_BYTES, what="grid file")
+        except files.StorageError as e:  # a directory, FIFO, device, non-UTF-8 or oversized file: one line
+            raise GridFileError(f"{e}{_grid_file_hint(path)}") from None
         except OSError as e:
             raise GridFileError(f"{path}: cannot read ({e.strerror or e})") from None
+        try:
+            doc = json.loads(text)
         except json.JSONDecodeError as e:
             raise GridFileError(f"{path}: not JSON ({e.msg} at line {e.lineno})") from None
+        except RecursionError:
+            raise GridFileError(f"{path}: not a grid file (nested too deeply)") from None
         if not isinstance(doc, dict):
             raise GridFileError(f"{path}: not a grid file (expected a JSON object)")
         return cls.from_json(doc, path)
+
+
+def _grid_file_hint(path: str) -> str:
+    """For an output directory given where its grid file is meant: which file to give."""
+    local = files.local_path(path)
+    if local is None or not os.path.isdir(local):
+        return ""
+    grids = os.path.join(local, "grids")
+    found = sorted(f for f in os.listdir(grids) if f.endswith(".json")) if os.path.isdir(grids) else []
+    grid = os.path.join(grids, found[0] if len(found) == 1 else "<mixture>.json")
+    return f"; give the grid file {grid}"
+
+
+MAX_GRID_BYTES = 64 << 20  # a grid file is kilobytes (megabytes with metrics); more is a wrong path
+# SpatialVLA's action vocabulary: 4096 translation tokens, 4096 rotation tokens, 2 gripper tokens
+MAX_TRANSLATION_TOKENS = 4096
+MAX_ROTATION_TOKENS = 4096
+GRIPPER_BINS = 2  # the gripper token is g >= 0.5: exactly two
+DISTRIBUTIONS = ("gaussian", "empirical", "uniform")
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _bin_count(value, where: str) -> int:
+    if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        raise GridFileError(f"{where} must be a whole number of bins >= 1, got {str(value)[:40]}")
+    return value
+
+
+def check_grid_json(doc: dict, source: str) -> tuple[dict, dict, dict]:
+    """(counts, edges, gs_params) of a grid file, or a GridFileError naming the file and the key: bin counts
+    whole numbers whose tokens fit SpatialVLA's vocabulary (<= 4096 translation, <= 4096 rotation, 2
+    gripper; `total` if given equal to their sum), one more edge than bins per variable, every edge finite,
+    non-decreasing and within the variable's range, gs_params finite with sigma > 0."""
+
+    def section(parent, key, where, kind=dict):
+        if not isinstance(parent, dict) or key not in parent:
+            raise GridFileError(f"{source}: not a grid file (missing '{where}')")
+        if not isinstance(parent[key], kind):
+            raise GridFileError(
+                f"{source}: not a grid file ('{where}' must be a {'mapping' if kind is dict else 'list'})"
+            )
+        return parent[key]
+
+    nb = section(doc, "num_bins", "num_bins")
+    policy = section(doc, "bin_policy", "bin_policy")
+    counts, edges = {}, {}
+    for group, names in (("translation", TRANSLATION), ("rotation", ROTATION)):
+        nb_group = section(nb, group, f"num_bins.{group}")
+        policy_group = section(policy, group, f"bin_policy.{group}")
+        for v in names:
+            key = f"{v}_bins"
+            counts[v] = _bin_count(section(nb_group, key, f"num_bins.{group}.{key}", object),
+                                   f"{source}: num_bins.{group}.{key}")  # fmt: skip
+            raw = section(policy_group, key, f"bin_policy.{group}.{key}", list)
+            where = f"{source}: bin_policy.{group}.{key}"
+            if not all(_is_number(x) for x in raw):
+                raise GridFileError(f"{where}: edges must be numbers")
+            e = np.asarray(raw, np.float64)
+            if len(e) != counts[v] + 1:
+                raise GridFileError(f"{where} has {len(e)} edges, num_bins.{group}.{key} says {counts[v]} bins")
+            lo, hi = RANGES[v]
+            slack = 1e-9 * (hi - lo)
+            if not np.isfinite(e).all():
+                raise GridFileError(f"{where}: edges must be finite numbers (found NaN or infinity)")
+            if (np.diff(e) < 0).any():
+                i = int(np.flatnonzero(np.diff(e) < 0)[0])
+                raise GridFileError(f"{where}: edges must not decrease (edge {i + 1} < edge {i})")
+            if e[0] < lo - slack or e[-1] > hi + slack:
+                raise GridFileError(f"{where}: edges must lie within {v}'s range [{lo:.6g}, {hi:.6g}], "
+                                    f"got [{e[0]:.6g}, {e[-1]:.6g}]")  # fmt: skip
+            edges[v] = np.clip(e, lo, hi)
+    counts["gripper"] = GRIPPER_BINS
+    if "gripper" in nb and nb["gripper"] != GRIPPER_BINS or isinstance(nb.get("gripper"), bool):
+        raise GridFileError(f"{source}: num_bins.gripper must be {GRIPPER_BINS} (the gripper token is open/closed), "
+                            f"got {str(nb['gripper'])[:40]}")  # fmt: skip
+    translation = counts["theta"] * counts["phi"] * counts["r"]
+    rotation = counts["roll"] * counts["pitch"] * counts["yaw"]
+    if translation > MAX_TRANSLATION_TOKENS or rotation > MAX_ROTATION_TOKENS:
+        raise GridFileError(
+            f"{source}: num_bins give {translation} translation and {rotation} rotation tokens; SpatialVLA's action "
+            f"vocabulary has {MAX_TRANSLATION_TOKENS} and {MAX_ROTATION_TOKENS} (8194 action tokens in all)"
+        )
+    total = translation + rotation + GRIPPER_BINS
+    if "total" in nb and (not _is_number(nb["total"]) or nb["total"] != total):
+        raise GridFileError(f"{source}: num_bins.total is {str(nb['total'])[:40]}, the bins make {total} tokens")
+    if not isinstance(doc.get("use_spherical", True), bool):
+        raise GridFileError(f"{source}: use_spherical must be true or false")
+    if not doc.get("use_spherical", True):
+        raise GridFileError(f"{source}: only spherical translation grids are supported (use_spherical is false)")
+    distribution = doc.get("distribution", "gaussian")
+    if distribution not in DISTRIBUTIONS:
+        raise GridFileError(
+            f"{source}: distribution must be one of {', '.join(DISTRIBUTIONS)}, got {str(distribution)[:40]}"
+        )
+    for key, kind in (("provenance", dict), ("metrics", (dict, type(None)))):
+        if key in doc and not isinstance(doc[key], kind):
+            raise GridFileError(f"{source}: '{key}' must be a mapping")
+    gs = doc.get("gs_params", {})
+    if not isinstance(gs, dict):
+        raise GridFileError(f"{source}: 'gs_params' must be a mapping of variable to {{mu, sigma}}")
+    gs_params = {}
+    for v, p in gs.items():
+        where = f"{source}: gs_params.{v}"
+        if v not in VARIABLES:
+            raise GridFileError(f"{where}: unknown variable (known: {', '.join(VARIABLES)})")
+        if not (isinstance(p, dict) and _is_number(p.get("mu")) and _is_number(p.get("sigma"))):
+            raise GridFileError(f'{where} must be {{"mu": number, "sigma": number}}')
+        if not (math.isfinite(p["mu"]) and math.isfinite(p["sigma"])):
+            raise GridFileError(f"{where}: mu and sigma must be finite")
+        if p["sigma"] <= 0:
+            raise GridFileError(f"{where}: sigma must be > 0, got {p['sigma']}")
+        gs_params[v] = {"mu": float(p["mu"]), "sigma": float(p["sigma"])}
+    return counts, edges, gs_params
 
 
 def _counts(counts: dict | None) -> dict:

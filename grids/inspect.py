@@ -170,16 +170,33 @@ def export_sets(grid: ActionGrid, out: str) -> tuple[list, list, dict]:
     return sets, hists, per_dataset
 
 
+EXAMPLES = """examples:
+  python -m grids.inspect output/bridge/grids/bridge.json                     # the grid alone
+  python -m grids.inspect output/bridge --data output/bridge --out bridge_plots   # an export: its grid and shards
+  python -m grids.inspect my_robot_grid.json --data actions.npy               # on normalized actions [N, 7]
+(output/bridge: the export of python -m pipeline.run --mixture bridge; its grid is OUT/grids/<mixture>.json)
+"""
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m grids.inspect", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m grids.inspect",
+        description=__doc__.split("\n\n")[0],
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("grid", help="a grid file (OUT/grids/<mixture>.json), or an output directory: its grid")
     p.add_argument("--data", help="an output directory (its shards) or a .npy of normalized actions [N, 7]")
     p.add_argument("--out", help="directory for the PNG plots (default: <grid>_plots beside the grid file)")
     args = p.parse_args(argv)
+    if args.out and ("://" in args.out or (os.path.exists(args.out) and not os.path.isdir(args.out))):
+        print(f"error: --out '{args.out}': the plots go into a local directory (this is a file or a URL)",
+              file=sys.stderr)  # fmt: skip
+        return 2
     try:
         path = resolve_grid(args.grid)
         grid = ActionGrid.load(path)
-    except GridFileError as e:
+    except (GridFileError, OSError) as e:  # OSError: files.StorageError, e.g. a URL that does not answer
         print(f"error: {e}", file=sys.stderr)
         return 2
     stored = grid.metrics if grid.metrics and "token_entropy" in grid.metrics else None
@@ -200,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     print(summary(grid, sets, path))
     if stored and "histograms" not in stored:
         print("(this grid file has no stored data histograms: written by an older version; give --data to plot data)")
-    out = args.out or os.path.splitext(path)[0] + "_plots"
+    stem = os.path.splitext(path.rsplit("/", 1)[-1] if files.is_url(path) else path)[0]
+    out = args.out or stem + "_plots"  # a URL's grid: plots in the current directory
     written = plot(grid, out, histograms, sets, per_dataset)
     print(f"wrote {len(written)} plots to {out}")
     if not args.data and files.isdir(args.grid):

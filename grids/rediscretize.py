@@ -2,8 +2,7 @@
 
     python -m grids.rediscretize --base BASE.json --data OUT_OR_NPY --out NEW.json [--fit gaussian|empirical]
                                  [--map MAP.npz] [--retokenize OUT]
-    python -m grids.rediscretize --base BASE.json --data-dir RLDS_ROOT (--mixture robot.yaml | --datasets NAME=1)
-                                 --out NEW.json
+    python -m grids.rediscretize --base BASE.json --mixture my_robot.yaml [--data-dir RLDS_ROOT] --out NEW.json
 
 Fits a new grid on the new robot's normalized actions with the base grid's bin counts; writes
 an embedding-adaptation map (scipy sparse CSR, [new tokens, old tokens]): each new bin's centre
@@ -17,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import sys
 
 import numpy as np
@@ -105,19 +105,26 @@ def actions_from_rlds(args) -> tuple[np.ndarray, np.ndarray]:
     """Normalized actions of RLDS datasets (a registry or custom entry), weighted as the trainer samples
     them: each dataset's statistics (written to --work), then its action fields again, normalized.
     Nothing but action fields is read; episodes that cannot be used are counted and said."""
-    import os
-
     from manifests.registry import resolve_mixture
     from manifests.weights import effective_weights
     from shards.manifest import STATISTICS_FILE
     from sources.episodes import dataset_episodes, is_problem
     from sources.rlds import open_dataset
+    from sources.roots import data_root
     from storage.jsonio import write_json
     from transforms.normalize import normalize
     from transforms.statistics import DatasetStatistics
 
     mixture = resolve_mixture(args.mixture, args.datasets)
-    datasets = {name: open_dataset(args.data_dir, cfg) for name, cfg in mixture.datasets.items()}
+
+    def root_of(name: str) -> str:  # the mixture file's data_dir, else --data-dir
+        if name in mixture.roots:
+            return data_root(mixture.roots[name])[0]
+        if args.data_dir is None:
+            raise ValueError(f"dataset '{name}': the mixture gives it no data_dir; give --data-dir ROOT")
+        return args.data_dir
+
+    datasets = {name: open_dataset(root_of(name), cfg) for name, cfg in mixture.datasets.items()}
 
     def episodes(name, lost=None):
         for item in dataset_episodes(datasets[name], mixture.datasets[name], "train"):
@@ -147,21 +154,52 @@ def actions_from_rlds(args) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(actions).astype(np.float64), np.concatenate(weights)
 
 
+EXAMPLES = """examples (--base: the grid the model was trained with, OUT/grids/<mixture>.json of its export):
+  python -m grids.rediscretize --base output/bridge/grids/bridge.json --data output/my_robot --out my_robot_grid.json
+  python -m grids.rediscretize --base output/bridge/grids/bridge.json --data output/my_robot --out my_robot_grid.json --retokenize output/my_robot
+  python -m grids.rediscretize --base output/bridge/grids/bridge.json --data actions.npy --out npy_grid.json --fit empirical
+  python -m grids.rediscretize --base output/bridge/grids/bridge.json --mixture my_robot.yaml --out rlds_grid.json
+(output/bridge: python -m pipeline.run --mixture bridge; output/my_robot: python -m pipeline.run --mixture
+ my_robot.yaml --out output/my_robot, my_robot.yaml (its data_dir: my_data) written by python -m sources.convert
+ from your own episodes; actions.npy: normalized actions [N, 7])
+"""
+
+
+def _output_file(path: str, flag: str) -> str | None:
+    """An error for an output file path that names a directory (or sits where one cannot be made)."""
+    local = files.local_path(path)
+    if local is None:
+        return None
+    if os.path.isdir(local):
+        return f"{flag} '{path}' is a directory; give a file name"
+    parent = os.path.dirname(os.path.abspath(local))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        return f"{flag} '{path}': '{parent}' is a file, not a directory"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m grids.rediscretize", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m grids.rediscretize",
+        description=__doc__.split("\n\n")[0],
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--base", required=True, help="the grid the model was trained with")
     p.add_argument(
         "--data",
-        help="the new robot's data: an output directory of "
-        "`python -m pipeline.run --datasets my_robot=1 ...` or a .npy of normalized actions",
+        help="the new robot's data: an output directory of `python -m pipeline.run --mixture my_robot.yaml ...` "
+        "(its shards) or a .npy of normalized actions [N, 7]",
     )
     p.add_argument(
         "--data-dir",
-        help="or its RLDS data: a data root, with --mixture FILE (a custom dataset "
-        "entry) or --datasets NAME=W (registry datasets)",
+        help="or its RLDS data: the root of the datasets that a --mixture FILE gives no data_dir (a mixture file "
+        "can hold the new robot's dataset_configs and data_dir), or of --datasets NAME=W (registry datasets)",
     )
-    p.add_argument("--mixture", help="with --data-dir: a mixture name or file")
-    p.add_argument("--datasets", help="with --data-dir: NAME=WEIGHT[,...]")
+    p.add_argument("--mixture", help="the RLDS data as a mixture name or file (with its data_dir roots)")
+    p.add_argument("--datasets", help="with --data-dir: NAME=WEIGHT[,...] of registry datasets")
     p.add_argument("--work", help="with --data-dir: where the statistics go (default: beside --out)")
     p.add_argument("--out", required=True, help="where to write the new grid file")
     p.add_argument("--fit", choices=("gaussian", "empirical"), default="gaussian")
@@ -170,43 +208,50 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     from grids.data import load_actions
     from grids.metrics import grid_metrics
+    from manifests.registry import RegistryError
+    from shards.manifest import ManifestError
 
-    if (args.data is None) == (args.data_dir is None):
-        print(
-            "error: give --data (an output directory or .npy) or --data-dir with --mixture/--datasets", file=sys.stderr
-        )
+    rlds = args.data_dir is not None or args.mixture is not None or args.datasets is not None
+    if (args.data is None) == (not rlds):
+        print("error: give --data (an output directory or .npy), or the RLDS data: --mixture FILE (its datasets' "
+              "data_dir) and/or --data-dir ROOT with --mixture/--datasets", file=sys.stderr)  # fmt: skip
         return 2
+    map_path = args.map or args.out.rsplit(".json", 1)[0] + "_embedding_map.npz"
+    for path, flag in ((args.out, "--out"), (map_path, "--map")):
+        problem = _output_file(path, flag)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
     try:
         base = ActionGrid.load(args.base)
         if args.data:
             actions, weights = load_actions(args.data)
         else:
             actions, weights = actions_from_rlds(args)
-    except (GridFileError, ValueError, OSError, RLDSError) as e:
+        new = fit_like(base, actions, weights, args.fit)
+        if args.data and not args.data.endswith(".npy"):  # an export: scored as the run scores its grid
+            from grids.data import export_fit
+            from grids.metrics import fit_metrics
+
+            scored = export_fit(args.data)
+            new.metrics = fit_metrics(new, scored.fit, scored.datasets, scored.steps)
+            actions, weights = scored.fit.sample_actions, scored.fit.sample_weight
+        else:
+            new.metrics = grid_metrics(new, actions, weights)
+        files.write_bytes(args.out, new.dumps().encode())
+        with files.open_file(map_path, "wb") as f:
+            sp.save_npz(f, embedding_map(base, new))
+        before = grid_metrics(base, actions, weights)["token_entropy"]
+    except (GridFileError, RegistryError, ManifestError, ValueError, OSError, RLDSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    new = fit_like(base, actions, weights, args.fit)
-    if args.data and not args.data.endswith(".npy"):  # an export: scored as the run scores its grid
-        from grids.data import export_fit
-        from grids.metrics import fit_metrics
-
-        scored = export_fit(args.data)
-        new.metrics = fit_metrics(new, scored.fit, scored.datasets, scored.steps)
-        actions, weights = scored.fit.sample_actions, scored.fit.sample_weight
-    else:
-        new.metrics = grid_metrics(new, actions, weights)
-    files.write_bytes(args.out, new.dumps().encode())
-    map_path = args.map or args.out.rsplit(".json", 1)[0] + "_embedding_map.npz"
-    with files.open_file(map_path, "wb") as f:
-        sp.save_npz(f, embedding_map(base, new))
-    before = grid_metrics(base, actions, weights)["token_entropy"]
     print(
         f"new grid: {args.out} (token entropy on the new data {new.metrics['token_entropy']:.3f}, "
         f"base grid's {before:.3f}); embedding map: {map_path}"
     )
     if args.retokenize:
         from grids.tokenizer import ActionTokenizer
-        from shards.manifest import ManifestError, verify_manifest
+        from shards.manifest import verify_manifest
         from shards.rewrite import commit_rewrite, plan_rewrite, rewrite_shard
 
         try:
@@ -216,8 +261,8 @@ def main(argv: list[str] | None = None) -> int:
             for job in jobs:
                 rewrite_shard(job, encode)
             commit_rewrite(args.retokenize, manifest, jobs, new.to_json(), None)
-        except ManifestError as e:
-            print(f"error: {e}", file=sys.stderr)
+        except (ManifestError, OSError) as e:
+            print(f"error: --retokenize: {e}", file=sys.stderr)
             return 2
         print(f"re-tokenized {args.retokenize} with the new grid")
     return 0

@@ -163,39 +163,101 @@ class Registry:
 # ---------------------------------------------------------------- YAML loading
 
 
+MAX_YAML_BYTES = 16 << 20  # a registry or mixture file is kilobytes; a larger one is a wrong path
+MAX_YAML_NODES = 1_000_000  # nodes after expanding aliases: a few anchors are fine, a "billion laughs" is not
+
+
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys (plain YAML keeps the last silently)."""
+    """SafeLoader (no python/* tags: they are refused) that also refuses duplicate and unhashable keys
+    (plain YAML keeps the last duplicate silently) and documents whose aliases expand past
+    MAX_YAML_NODES (a few hundred bytes can otherwise expand to billions of nodes when traversed)."""
 
 
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False):
-    seen = {}
+    seen = set()
     for key_node, _ in node.value:
         if key_node.tag == "tag:yaml.org,2002:merge":
             continue
         key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise RegistryError(f"{loader.name}: line {key_node.start_mark.line + 1}: duplicate key '{key}'")
-        seen[key] = True
+        line = key_node.start_mark.line + 1
+        try:
+            duplicate = key in seen
+        except TypeError:
+            raise RegistryError(
+                f"{loader.name}: line {line}: a key must be a plain value, not a {key_node.id}"
+            ) from None
+        if duplicate:
+            raise RegistryError(f"{loader.name}: line {line}: duplicate key '{key}'")
+        seen.add(key)
     return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
 
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+def _expanded_nodes(root: yaml.Node, name: str) -> int:
+    """How many nodes the document has with every alias expanded (shared nodes counted once per use),
+    stopping as soon as the count passes MAX_YAML_NODES."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()  # expanded, children not yet summed: the current path from the root
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:  # iterative post-order: a deeply nested document must not exhaust Python's stack
+        node, children_done = stack.pop()
+        if id(node) in sizes:
+            continue
+        kids = []
+        if isinstance(node, yaml.SequenceNode):
+            kids = node.value
+        elif isinstance(node, yaml.MappingNode):
+            kids = [n for pair in node.value for n in pair]
+        if not children_done:
+            if id(node) in open_nodes:
+                raise RegistryError(f"{name}: line {node.start_mark.line + 1}: an alias refers to itself: refused")
+            open_nodes.add(id(node))
+            stack.append((node, True))
+            stack.extend((k, False) for k in kids if id(k) not in sizes)
+            continue
+        n = 1 + sum(sizes[id(k)] for k in kids)
+        if n > MAX_YAML_NODES:
+            raise RegistryError(
+                f"{name}: more than {MAX_YAML_NODES} values once its aliases (*name) are expanded: refused"
+            )
+        sizes[id(node)] = n
+        open_nodes.discard(id(node))
+    return sizes.get(id(root), 0)
+
+
 def load_yaml(path: str | Path) -> Any:
-    path = Path(path)
+    """A YAML document, safely: only plain data (no python/* tags), strict UTF-8, no duplicate keys, a
+    bounded size after aliases are expanded, and a regular file (a FIFO or device would block or never
+    end). Every problem is a one-line RegistryError naming the file (and the line where YAML knows it)."""
+    from storage import files
+
+    path = str(path)
     try:
-        text = path.read_text()
-    except OSError as e:
-        raise RegistryError(f"{path}: cannot read: {e.strerror}") from None
+        text = files.read_text(path, max_bytes=MAX_YAML_BYTES, what="YAML file")
+    except OSError as e:  # files.StorageError included: a directory, a FIFO, not UTF-8, too large
+        message = str(e) if str(e).startswith(path) else f"{path}: cannot read: {e.strerror or e}"
+        raise RegistryError(message) from None
     loader = _StrictLoader(text)
-    loader.name = str(path)
+    loader.name = path
     try:
-        return loader.get_single_data()
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _expanded_nodes(node, path)
+        return loader.construct_document(node)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise RegistryError(f"{path}:{where} not valid YAML: {getattr(e, 'problem', e)}") from None
+        problem = " ".join(str(getattr(e, "problem", None) or e).split())
+        raise RegistryError(f"{path}:{where} not valid YAML: {problem}") from None
+    except RecursionError:
+        raise RegistryError(f"{path}: nested too deeply to be a registry or mixture file") from None
+    except (ValueError, OverflowError) as e:  # e.g. an integer of more digits than Python converts
+        if isinstance(e, RegistryError):
+            raise
+        raise RegistryError(f"{path}: a value YAML cannot convert ({' '.join(str(e).split())[:200]})") from None
     finally:
         loader.dispose()
 
@@ -210,13 +272,13 @@ def _suggest(name: str, known) -> str:
 
 def _weight(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise RegistryError(f"{where}: weight must be a positive number, got {value!r}")
+        raise RegistryError(f"{where}: weight must be a positive number, got {_shown(value)}")
     try:
         w = float(value)
-    except ValueError:
-        raise RegistryError(f"{where}: weight must be a positive number, got {value!r}") from None
+    except (ValueError, OverflowError):  # OverflowError: an integer beyond any float
+        raise RegistryError(f"{where}: weight must be a positive number, got {_shown(value)}") from None
     if not math.isfinite(w) or w <= 0:
-        raise RegistryError(f"{where}: weight must be a positive number, got {value!r}")
+        raise RegistryError(f"{where}: weight must be a positive number, got {_shown(value)}")
     return w
 
 
@@ -228,34 +290,53 @@ def _require(entry: dict, names, where: str) -> None:
 
 def _one_of(value, vocabulary: dict, where: str):
     if value not in vocabulary:
-        raise RegistryError(f"{where} must be one of {tuple(vocabulary)}, got {value!r}")
+        raise RegistryError(f"{where} must be one of {tuple(vocabulary)}, got {_shown(value)}")
     return value
 
 
-def _number(value: Any, where: str, integer: bool = False, positive: bool = True):
+def _shown(value: Any) -> str:
+    """repr of a value for a one-line message, cut short (a 5000-digit integer has no repr at all)."""
+    try:
+        text = repr(value)
+    except ValueError:
+        return "an integer of more digits than Python prints"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+MAX_PIXELS_PER_SIDE = 65535  # JPEG's and PNG's limit; beyond it an image size is a typo
+
+
+def _number(value: Any, where: str, integer: bool = False, positive: bool = True, most: float | None = None):
     ok = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
-    if not ok or not math.isfinite(value) or (positive and value <= 0):
+    try:
+        ok = ok and math.isfinite(value) and not (positive and value <= 0) and not (most and value > most)
+    except OverflowError:  # an integer too large for a float
+        ok = False
+    if not ok:
         kind = "a positive whole number" if integer else "a positive number"
-        raise RegistryError(f"{where} must be {kind}, got {value!r}")
+        bound = f" up to {most}" if most else ""
+        raise RegistryError(f"{where} must be {kind}{bound}, got {_shown(value)}")
     return value
 
 
 def _part(cls, raw: Any, where: str):
     """A typed part from its YAML mapping: known fields only, slices checked."""
     if not isinstance(raw, dict):
-        raise RegistryError(f"{where}: expected a mapping, got {raw!r}")
+        raise RegistryError(f"{where}: expected a mapping, got {_shown(raw)}")
     known = {f.name for f in fields(cls)}
     unknown = set(raw) - known
     if unknown:
-        raise RegistryError(f"{where}: unknown field(s) {sorted(unknown)} (known: {', '.join(sorted(known))})")
+        raise RegistryError(
+            f"{where}: unknown field(s) {sorted(map(str, unknown))} (known: {', '.join(sorted(known))})"
+        )
     _require(raw, [f.name for f in fields(cls) if f.default is MISSING], where)
     values = dict(raw)
     if "key" in values and not (isinstance(values["key"], str) and values["key"]):
-        raise RegistryError(f"{where}.key must be a step key, got {values['key']!r}")
+        raise RegistryError(f"{where}.key must be a step key, got {_shown(values['key'])}")
     if "slice" in values:
         s = values["slice"]
         if not (isinstance(s, list) and len(s) == 2 and all(isinstance(i, int) and i >= 0 for i in s) and s[0] < s[1]):
-            raise RegistryError(f"{where}: slice must be [start, stop) with 0 <= start < stop, got {s!r}")
+            raise RegistryError(f"{where}: slice must be [start, stop) with 0 <= start < stop, got {_shown(s)}")
         values["slice"] = (s[0], s[1])
     for name in ("pad_to", "dims"):
         if values.get(name) is not None:
@@ -269,7 +350,7 @@ def _action(raw: Any, where: str) -> ActionSpec:
     _require(raw, ("translation", "rotation", "gripper"), where)
     unknown = set(raw) - {f.name for f in fields(ActionSpec)}
     if unknown:
-        raise RegistryError(f"{where}: unknown field(s) {sorted(unknown)}")
+        raise RegistryError(f"{where}: unknown field(s) {sorted(map(str, unknown))}")
     translation = _part(TranslationPart, raw["translation"], f"{where}.translation")
     if translation.key is None:
         raise RegistryError(f"{where}.translation: missing field 'key'")
@@ -297,28 +378,37 @@ def _intrinsics(raw: Any, default: dict, where: str) -> Intrinsics:
         raise RegistryError(f"{where}: expected a mapping of {', '.join(INTRINSICS_FIELDS)}")
     unknown = set(raw) - set(INTRINSICS_FIELDS)
     if unknown:
-        raise RegistryError(f"{where}: unknown field(s) {sorted(unknown)} (known: {', '.join(INTRINSICS_FIELDS)})")
+        raise RegistryError(
+            f"{where}: unknown field(s) {sorted(map(str, unknown))} (known: {', '.join(INTRINSICS_FIELDS)})"
+        )
     _require(raw, INTRINSICS_FIELDS, where)
     for k in INTRINSICS_FIELDS:
-        _number(raw[k], f"{where}.{k}", integer=k in ("width", "height"), positive=k not in ("cx", "cy"))
+        side = k in ("width", "height")
+        _number(
+            raw[k],
+            f"{where}.{k}",
+            integer=side,
+            positive=k not in ("cx", "cy"),
+            most=MAX_PIXELS_PER_SIDE if side else None,
+        )
     return Intrinsics(**raw, source="dataset")
 
 
 def _dataset_config(name: str, entry: Any, default_intrinsics: dict, src: str) -> DatasetConfig:
     where = f"{src}: dataset '{name}'"
     if not isinstance(entry, dict):
-        raise RegistryError(f"{where}: expected a mapping of fields, got {entry!r}")
+        raise RegistryError(f"{where}: expected a mapping of fields, got {_shown(entry)}")
     _require(entry, REQUIRED_DATASET_FIELDS, where)
     unknown = set(entry) - set(REQUIRED_DATASET_FIELDS) - set(OPTIONAL_DATASET_FIELDS)
     if unknown:
         raise RegistryError(
-            f"{where}: unknown field(s) {sorted(unknown)}{_suggest(sorted(unknown)[0], [*REQUIRED_DATASET_FIELDS, *OPTIONAL_DATASET_FIELDS])}"
+            f"{where}: unknown field(s) {sorted(map(str, unknown))}{_suggest(sorted(map(str, unknown))[0], [*REQUIRED_DATASET_FIELDS, *OPTIONAL_DATASET_FIELDS])}"
         )
 
     action = _action(entry["action"], f"{where}: action")
     proprio = entry["proprio"] or []
     if not isinstance(proprio, list):
-        raise RegistryError(f"{where}: proprio must be a list of parts, got {proprio!r}")
+        raise RegistryError(f"{where}: proprio must be a list of parts, got {_shown(proprio)}")
     proprio = tuple(_part(ProprioPart, p, f"{where}: proprio[{i}]") for i, p in enumerate(proprio))
     for i, p in enumerate(proprio):
         _one_of(p.encoding, PROPRIO_ENCODINGS, f"{where}: proprio[{i}].encoding")
@@ -335,15 +425,21 @@ def _dataset_config(name: str, entry: Any, default_intrinsics: dict, src: str) -
     primary = images["primary"]
     choices = tuple(primary) if isinstance(primary, list) else ()
     if not all(isinstance(k, str) and k for k in choices or [primary]):
-        raise RegistryError(f"{where}: images.primary must be a step key or a list of them, got {primary!r}")
+        raise RegistryError(f"{where}: images.primary must be a step key or a list of them, got {_shown(primary)}")
     sample_filter = entry.get("sample_filter")
     if sample_filter is not None:
         _one_of(sample_filter, SAMPLE_FILTERS, f"{where}: sample_filter")
     if set(images) - {"primary", "wrist"}:
-        raise RegistryError(f"{where}: images: unknown field(s) {sorted(set(images) - {'primary', 'wrist'})}")
+        raise RegistryError(f"{where}: images: unknown field(s) {sorted(map(str, set(images) - {'primary', 'wrist'}))}")
     size = entry["image_size"]
-    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
-        raise RegistryError(f"{where}: image_size must be [height, width], got {size!r}")
+    if not (
+        isinstance(size, list)
+        and len(size) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_PIXELS_PER_SIDE for v in size)
+    ):
+        raise RegistryError(
+            f"{where}: image_size must be [height, width] in pixels (1..{MAX_PIXELS_PER_SIDE}), got {_shown(size)}"
+        )
     return DatasetConfig(
         name=name,
         version=str(entry["version"]),
@@ -381,7 +477,7 @@ def check_name(name: Any, what: str, where: str) -> str:
     """A dataset or mixture name: it becomes a file or directory name under --out."""
     if not isinstance(name, str) or not NAME.fullmatch(name) or ".." in name:
         raise RegistryError(
-            f"{where}: {what} name {name!r} must be letters, digits, '_', '-' and '.', not starting with "
+            f"{where}: {what} name {_shown(name)} must be letters, digits, '_', '-' and '.', not starting with "
             "a punctuation mark (it names files under --out)"
         )
     return name
@@ -479,10 +575,12 @@ def load_mixture_file(
     unknown = set(doc) - {"name", "datasets", "dataset_configs", "default_intrinsics"}
     if unknown:
         raise RegistryError(
-            f"{src}: unknown field(s) {sorted(unknown)} (known: name, datasets, dataset_configs, default_intrinsics)"
+            f"{src}: unknown field(s) {sorted(map(str, unknown))} (known: name, datasets, dataset_configs, default_intrinsics)"
         )
     extra = {}
     if "dataset_configs" in doc:
+        if not isinstance(doc["dataset_configs"], dict):
+            raise RegistryError(f"{src}: dataset_configs must be a mapping of dataset name to its fields")
         extra = parse_datasets(
             {"datasets": doc["dataset_configs"], "default_intrinsics": doc.get("default_intrinsics")},
             src,
@@ -517,12 +615,16 @@ def resolve_mixture(
         weights = parse_inline(datasets, registry)
         return Mixture("custom", weights, "--datasets", {n: registry.datasets[n] for n in weights})
     if mixture.endswith((".yaml", ".yml")) or "/" in mixture:
-        if not Path(mixture).is_file():
+        if Path(mixture).is_dir():
+            raise RegistryError(f"--mixture: '{mixture}' is a directory; give a mixture file (.yaml) or a mixture name")
+        if not Path(mixture).exists():
             raise RegistryError(f"--mixture: mixture file '{mixture}' does not exist")
         name, weights, extra, roots = load_mixture_file(mixture, registry)
         known = {**registry.datasets, **extra}
         return Mixture(name, weights, mixture, {n: known[n] for n in weights}, roots)
     if mixture not in registry.mixtures:
+        if Path(mixture).is_dir():
+            raise RegistryError(f"--mixture: '{mixture}' is a directory; give a mixture file (.yaml) or a mixture name")
         raise RegistryError(f"--mixture: unknown mixture '{mixture}'{_suggest(mixture, registry.mixtures)}")
     weights = registry.mixtures[mixture]
     return Mixture(mixture, dict(weights), "registry", {n: registry.datasets[n] for n in weights})

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from dataclasses import dataclass
 
 from manifests.vocabulary import DEPTH_BACKENDS, GRID_FITS, NORMALIZATIONS, STAGES
 
+MIN_IMAGE_SIZE = 8
 MAX_IMAGE_SIZE = 4096
 
 
@@ -53,13 +55,26 @@ class RunOptions:
         return int(self.shard_mb * (1 << 20))
 
 
+EXAMPLES = """examples:
+  python -m pipeline.run --mixture bridge --no-depth                  # the built-in sample corpus -> output/bridge
+  python -m pipeline.run --mixture bridge --data-dir /data/oxe --out output/bridge_oxe --no-depth   # a local OXE mirror
+  python -m pipeline.run --mixture oxe_magic_soup --dry-run           # the resolved plan, as JSON
+  python -m pipeline.run --mixture my_robot.yaml --out output/my_robot --no-depth   # a mixture file, its data_dir
+  python -m pipeline.run --datasets bridge_orig=1.0,kuka=0.5 --max-episodes 2 --no-depth --out output/two
+  python -m pipeline.run --mixture bridge --no-depth --out output/bridge_2 -- --direct_running_mode=multi_processing --direct_num_workers=2
+(my_robot.yaml: the mixture file `python -m sources.convert` writes for your own episodes; --data-dir also takes
+gs://gresearch/robotics. Arguments after `--` are Beam pipeline options, e.g. on Dataflow
+`-- --runner=DataflowRunner --project=P --region=R --temp_location=gs://B/tmp`.)
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m pipeline.run",
         description="Turn RLDS robot episodes into tokenized SpatialVLA training shards "
         "(statistics -> action grids -> depth -> Arrow export).",
-        epilog="Arguments after `--` are Beam pipeline options, e.g. "
-        "`-- --runner=DataflowRunner --project=P --region=R --temp_location=gs://B/tmp`.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--mixture", help="a named mixture (e.g. oxe_magic_soup) or a mixture YAML file")
@@ -181,14 +196,20 @@ def parse_options(argv: list[str]) -> RunOptions:
     a = build_parser().parse_args(argv)
     if a.max_episodes is not None and a.max_episodes < 1:
         raise UsageError(f"--max-episodes must be a positive number, got {a.max_episodes}")
-    if not 8 <= a.image_size <= MAX_IMAGE_SIZE:
-        raise UsageError(f"--image-size must be between 8 and {MAX_IMAGE_SIZE} pixels, got {a.image_size}")
+    if not MIN_IMAGE_SIZE <= a.image_size <= MAX_IMAGE_SIZE:
+        raise UsageError(
+            f"--image-size must be between {MIN_IMAGE_SIZE} and {MAX_IMAGE_SIZE} pixels, got {a.image_size}"
+        )
     if not (math.isfinite(a.shard_mb) and a.shard_mb > 0):
         raise UsageError(f"--shard-mb must be a positive number of megabytes, got {a.shard_mb}")
     if (a.dask_address or a.workers) and a.runner != "dask":
         raise UsageError("--dask-address and --workers need --runner dask")
     if a.workers is not None and a.workers < 1:
         raise UsageError(f"--workers must be at least 1, got {a.workers}")
+    for flag, path in (("--text-tokenizer", a.text_tokenizer), ("--depth-model", a.depth_model)):
+        if path is not None and "://" not in path and not os.path.isdir(path):  # a directory, given or not at all
+            what = "a file" if os.path.isfile(path) else "not there" if not os.path.exists(path) else "not a directory"
+            raise UsageError(f"{flag} '{path}' is {what}: give the directory that holds it (e.g. its config.json)")
     exclude = None
     if a.grid_exclude is not None:
         exclude = tuple(s.strip() for s in a.grid_exclude.split(",") if s.strip() and s.strip() != "none")

@@ -212,7 +212,7 @@ def _main(argv: list[str], run: dict) -> int:
         if options.dry_run:
             return dry_run(plan)
         ctx = run["ctx"] = make_context(plan)
-    except (UsageError, RegistryError, RunError) as e:
+    except (UsageError, RegistryError, RunError, files.StorageError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     log(
@@ -234,10 +234,13 @@ def _main(argv: list[str], run: dict) -> int:
                 print(f"error: {e}", file=sys.stderr)
                 return 1
             write_reports(ctx, time.time() - t0)
-    except RunError as e:
+    except (RunError, files.StorageError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except Exception as e:
+        if files.storage_error_in(e):  # raised in a Beam worker, re-raised by the runner
+            print(f"error: {files.storage_error_in(e)}", file=sys.stderr)
+            return 2
         if not out_of_space(e):
             raise
         print(f"error: no space left on the device of {ctx.out}: free some and run again "

@@ -478,8 +478,9 @@ def write_dataset(out: str, manifest: dict, name: str, statistics: dict, root: P
     try:
         for index, ep in enumerate(episodes_of(paths, columns, name)):
             t = ep.num_rows
-            task = ep.column("language_instruction")[0].as_py() or ""
-            task_index = tasks.setdefault(task, len(tasks))
+            texts = [x or "" for x in ep.column("language_instruction").to_pylist()]  # per step: it may change
+            ep_tasks = list(dict.fromkeys(texts))
+            task_of = {x: tasks.setdefault(x, len(tasks)) for x in ep_tasks}
             frame_index = np.arange(t, dtype=np.int64)
             rows = {
                 "action": ep.column("raw_action").combine_chunks(),
@@ -488,12 +489,12 @@ def write_dataset(out: str, manifest: dict, name: str, statistics: dict, root: P
                 "frame_index": pa.array(frame_index),
                 "episode_index": pa.array(np.full(t, index, np.int64)),
                 "index": pa.array(np.arange(frames, frames + t, dtype=np.int64)),
-                "task_index": pa.array(np.full(t, task_index, np.int64)),
+                "task_index": pa.array(np.array([task_of[x] for x in texts], np.int64)),
             }
             chunk, file = data.append(pa.table(rows))
             row = {
                 "episode_index": index,
-                "tasks": [task],
+                "tasks": ep_tasks,
                 "length": t,
                 "data/chunk_index": chunk,
                 "data/file_index": file,

@@ -66,6 +66,28 @@ def is_problem(item) -> bool:
     return isinstance(item, dict)
 
 
+def camera_problems(ds: RLDSDataset, cfg: DatasetConfig) -> list[str]:
+    """The configured camera keys that features.json does not declare as camera frames: a float32 image
+    (TFDS stores a depth map as a PNG of the float's bytes: decoded as colour it would be noise), or a
+    tensor that is not uint8 pixels. Keys that are missing altogether are the reader's to report."""
+    roles = [("images.primary", k) for k in (cfg.primary_choices or (cfg.primary_image,))]
+    if cfg.wrist_image:
+        roles.append(("images.wrist", cfg.wrist_image))
+    problems = []
+    for role, key in roles:
+        f = ds.fields.get(key)
+        if f is None:
+            continue
+        if f.kind == "image" and f.pixel_dtype not in ("", "uint8"):
+            problems.append(f"{role} '{key}' is a {f.pixel_dtype} image (a depth map?), not a camera frame")
+        elif f.kind == "text" or (
+            f.kind == "tensor"
+            and (f.dtype != "uint8" or not (len(f.shape) == 2 or (len(f.shape) == 3 and f.shape[2] in (1, 3, 4))))
+        ):
+            problems.append(f"{role} '{key}' is a {f.dtype} {f.kind} of shape {list(f.shape)}, not a camera frame")
+    return problems
+
+
 def standard_episodes(
     task: ReadTask,
     cfg: DatasetConfig,
@@ -80,6 +102,11 @@ def standard_episodes(
     keys = required_keys(cfg, images=images, proprio=proprio)
     done = 0
     try:
+        cameras = camera_problems(ds, cfg) if images else []
+        if cameras:  # every episode of the slice: counted under the reason, nothing decoded as noise
+            reason = f"dataset '{cfg.name}': {cameras[0]}"
+            yield problem(task.dataset, task.shard.path, reason, None, task.shard.num_episodes)
+            return
         for raw in ds.read(task.shard, keys):
             done += 1
             if isinstance(raw, BadRecord):

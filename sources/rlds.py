@@ -45,6 +45,8 @@ class FieldInfo:
     shape: tuple[int, ...]  # per step (per episode for metadata), without the leading T
     per_step: bool
     kind: str  # "tensor", "image", "text"
+    pixel_dtype: str = ""  # an image's pixels as TFDS declares them: "uint8" (a camera), "float32" (a depth map)
+    pixel_shape: tuple[int, ...] = ()  # an image's declared (H, W, C), -1 where free
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,11 @@ def _walk_features(feature, prefix: str, out: dict, per_step: bool) -> None:
     if kind == "image" or encoded:
         shape = ()
     key = prefix[len("steps/") :] if per_step and prefix.startswith("steps/") else prefix
-    out[key] = FieldInfo(key, prefix, np_dtype.name, shape, per_step, kind)
+    pixels = {}
+    if kind == "image":
+        declared = tuple(int(d) if d is not None else -1 for d in feature.shape)
+        pixels = {"pixel_dtype": np.dtype(feature.np_dtype).name, "pixel_shape": declared}
+    out[key] = FieldInfo(key, prefix, np_dtype.name, shape, per_step, kind, **pixels)
 
 
 def _one_line(e: Exception) -> str:

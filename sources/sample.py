@@ -582,13 +582,28 @@ def ensure_corpus(out_dir: str | Path | None = None, episodes: int = DEFAULT_EPI
     return out
 
 
+MAX_EPISODES = 1000  # a sample for exercising the pipeline; more is a typo, not a corpus
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m sources.sample", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m sources.sample",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  python -m sources.sample --out sample_data --episodes 2 --datasets bridge_orig,kuka\n"
+        "  python -m pipeline.run --mixture bridge --data-dir sample_data --out output/bridge_sample --no-depth\n",
+    )
     p.add_argument("--out", required=True, help="directory to write the RLDS datasets into")
     p.add_argument("--episodes", type=int, default=DEFAULT_EPISODES, help="train episodes per dataset (val: a third)")
     p.add_argument("--datasets", help="comma-separated registry names (default: all)")
     p.add_argument("--quiet", action="store_true", help="no line per dataset")
     args = p.parse_args(argv)
+    if not 1 <= args.episodes <= MAX_EPISODES:
+        print(f"error: --episodes must be between 1 and {MAX_EPISODES}, got {args.episodes}", file=sys.stderr)
+        return 2
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        print(f"error: --out '{args.out}' is a file, not a directory", file=sys.stderr)
+        return 2
     try:
         generate(args.out, args.episodes, args.datasets.split(",") if args.datasets else None, verbose=not args.quiet)
     except ValueError as e:

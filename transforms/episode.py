@@ -33,8 +33,9 @@ class StandardEpisode:
     dataset: str
     episode_id: str
     action: np.ndarray  # float32 [T, 7]: xyz delta, roll-pitch-yaw delta, gripper (1 open, 0 closed)
-    instruction: str = ""
-    has_instruction: bool = True
+    instruction: str = ""  # the episode's first non-empty instruction (its task, for summaries and reports)
+    has_instruction: bool = True  # any step has a non-empty instruction
+    instructions: np.ndarray | None = None  # object [T]: each step's own instruction, as stored (stripped)
     image: np.ndarray | None = None  # object [T]: encoded image bytes of the primary camera
     camera: str = ""  # which step key the primary camera is (datasets with a choice of cameras)
     wrist_image: np.ndarray | None = None  # object [T], where the dataset has a wrist camera
@@ -44,3 +45,9 @@ class StandardEpisode:
     @property
     def num_steps(self) -> int:
         return int(self.action.shape[0])
+
+    def step_instructions(self) -> list[str]:
+        """One instruction per step: the stored ones, or the episode's one where none are stored."""
+        if self.instructions is not None:
+            return [str(t) for t in self.instructions]
+        return [self.instruction] * self.num_steps

@@ -75,18 +75,21 @@ def _decode_zlib_float32(col: np.ndarray, dims: int, where: str) -> np.ndarray:
         raise EpisodeError(f"{where}: cannot decode zlib float32 state ({e})") from None
 
 
-def _instruction(steps: dict, spec: InstructionSpec | None) -> tuple[str, tuple[str, ...]]:
-    """(the episode's first non-empty instruction, remarks to report about it)."""
+def _instructions(steps: dict, spec: InstructionSpec | None) -> tuple[np.ndarray | None, tuple[str, ...]]:
+    """(each step's instruction, stripped, as an object array [T] — None when the dataset has none —,
+    remarks to report about them). An instruction that changes within an episode stays per step, as the
+    public pipelines keep it (their language_instruction is a per-step tensor)."""
     if not spec or spec.key not in steps:
-        return "", ()
+        return None, ()
     col = steps[spec.key]
     if spec.encoding == "unicode_codepoints":  # language_table: int32 code points, 0-padded
-        texts = ["".join(chr(c) for c in row if c > 0) for row in np.asarray(col).reshape(len(col), -1)]
+        texts = ["".join(chr(c) for c in row if 0 < c <= 0x10FFFF) for row in np.asarray(col).reshape(len(col), -1)]
     else:
         texts = [t.decode("utf-8", "replace") if isinstance(t, bytes) else str(t) for t in col]
-    text = next((t.strip() for t in texts if t.strip()), "")
-    bad = "\ufffd" in text and any(isinstance(t, bytes) and _not_utf8(t) for t in col)
-    return text, (("instruction is not valid UTF-8 (kept, with U+FFFD for the bad bytes)",) if bad else ())
+    out = np.empty(len(texts), dtype=object)
+    out[:] = [t.strip() for t in texts]
+    bad = any(isinstance(t, bytes) and _not_utf8(t) for t in col)
+    return out, (("instruction is not valid UTF-8 (kept, with U+FFFD for the bad bytes)",) if bad else ())
 
 
 def _not_utf8(data: bytes) -> bool:
@@ -157,7 +160,8 @@ def standardize(episode: RawEpisode, cfg: DatasetConfig, seed: int = 0) -> Stand
                 cols.append(_column(steps, p, where))
         proprio = np.concatenate(cols, axis=1).astype(np.float32)
 
-    instruction, notes = _instruction(steps, cfg.instruction)
+    instructions, notes = _instructions(steps, cfg.instruction)
+    instruction = next((t for t in instructions if t), "") if instructions is not None else ""
     camera = primary_camera(cfg, episode.episode_id, seed)
     return StandardEpisode(
         dataset=cfg.name,
@@ -165,6 +169,7 @@ def standardize(episode: RawEpisode, cfg: DatasetConfig, seed: int = 0) -> Stand
         action=action,
         instruction=instruction,
         has_instruction=bool(instruction),
+        instructions=instructions,
         notes=notes,
         image=steps.get(camera),
         camera=camera,

@@ -209,7 +209,9 @@ def test_grid_file_round_trip_and_errors(tmp_path):
     doc = grid.to_json()
     doc["bin_policy"]["rotation"]["yaw_bins"] = doc["bin_policy"]["rotation"]["yaw_bins"][:-1]
     bad.write_text(json.dumps(doc))
-    with pytest.raises(GridFileError, match=r"yaw_bins has 16 edges, num_bins says 16 bins"):
+    with pytest.raises(
+        GridFileError, match=r"bin_policy.rotation.yaw_bins has 16 edges, num_bins.rotation.yaw_bins says 16 bins"
+    ):
         ActionGrid.load(str(bad))
     bad.write_text("[1, 2]")
     with pytest.raises(GridFileError, match="expected a JSON object"):

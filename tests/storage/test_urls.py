@@ -51,7 +51,7 @@ def test_files_layer_round_trip():
     assert not files.exists(path) and files.read_bytes("memory://t/c.bin") == b"abc"
     files.remove("memory://t")
     assert not files.exists("memory://t/c.bin")
-    with pytest.raises(files.StorageError, match="nosuchscheme://x: cannot open this kind of URL"):
+    with pytest.raises(files.StorageError, match="nosuchscheme://x: unknown URL scheme .nosuchscheme://."):
         files.exists("nosuchscheme://x")
 
 

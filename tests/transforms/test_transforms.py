@@ -205,3 +205,53 @@ def test_missing_key_and_short_slice_are_clear_errors():
         standardize(episode(action=np.zeros((3, 5))), cfg)
     with pytest.raises(EpisodeError, match=r"step key 'action' missing"):
         standardize(episode(other=np.zeros((3, 7))), cfg)
+
+
+def test_instructions_stay_per_step_through_drops_and_relabeling():
+    """An instruction that changes within an episode is kept step by step (not the first for all), aligned
+    with the actions after the first-step drop and the relabeling's loss of the last step."""
+    texts = [b"", b"pick up the cup", b"pick up the cup ", b"place it", b"place it", b"done"]
+    cfg = config(
+        {**XYZRPY, "gripper": {"key": "action", "slice": [6, 7], "convention": "absolute_open"},
+         "drop_first_steps": 1, "relabel_from_state": {"key": "observation/state", "slice": [0, 6]}}
+    )  # fmt: skip
+    raw = episode(
+        action=np.zeros((6, 7)),
+        observation__state=np.arange(36, dtype=float).reshape(6, 6),
+        language_instruction=np.array(texts, dtype=object),
+    )
+    out = standardize(raw, cfg)
+    # dropped: step 0; relabeled: the last step has no successor
+    assert out.num_steps == 4 and list(out.instructions) == [
+        "pick up the cup",
+        "pick up the cup",
+        "place it",
+        "place it",
+    ]
+    assert out.step_instructions() == list(out.instructions) and out.instruction == "pick up the cup"
+    empty_first = standardize(episode(action=np.zeros((3, 7)), language_instruction=np.array([b"", b"b", b"c"], dtype=object)),
+                              config({**XYZRPY, "gripper": {"convention": "always_open"}}))  # fmt: skip
+    assert list(empty_first.instructions) == ["", "b", "c"] and empty_first.has_instruction
+
+
+def test_the_export_encodes_each_step_s_instruction():
+    """Encoding.encode: the language_instruction column and the input_ids are per step."""
+    from beam_jobs.shard_writing import Encoding
+    from grids.grid import uniform_grid
+    from grids.tokenizer import ActionTokenizer
+    from transforms.episode import StandardEpisode
+    from transforms.frames import encode_jpeg
+
+    ep = StandardEpisode(
+        "robot", "f#0", np.zeros((3, 7), np.float32), instruction="a",
+        instructions=np.array(["a", "a", "b c"], dtype=object),
+        image=np.array([encode_jpeg(np.zeros((8, 8, 3), np.uint8))] * 3, dtype=object),
+    )  # fmt: skip
+    stats = {"robot": {"action": {k: [0.0] * 7 for k in ("q01", "min", "mean")} | {k: [1.0] * 7 for k in ("q99", "max", "std")}
+                       | {"mask": [True] * 6 + [False]}}}  # fmt: skip
+    words = lambda text, add_special_tokens: {"input_ids": [len(w) for w in text.split()]}  # noqa: E731
+    enc = Encoding(stats, uniform_grid().to_json(), 8, "bounds_q99", False, text_tokenizer=words)
+    cfg = config({**XYZRPY, "gripper": {"convention": "always_open"}})
+    cols = enc.encode(ActionTokenizer(uniform_grid()), ep, cfg).columns
+    assert cols["language_instruction"] == ["a", "a", "b c"]
+    assert cols["input_ids"] == [[1], [1], [1, 1]]
