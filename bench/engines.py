@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench.common import DATASETS, ensure, measure, table
+from bench.common import DATASETS, add_smoke, ensure, measure, table
 
 EXPORT = """
 import contextlib, json, pathlib, time, apache_beam, distributed
@@ -43,7 +43,10 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.engines", description=__doc__.split("\n\n")[0])
     p.add_argument("--episodes", type=int, default=50, help="train episodes per dataset (4 datasets)")
     p.add_argument("--size", type=int, default=224)
+    add_smoke(p)
     args = p.parse_args(argv)
+    if args.smoke:
+        args.episodes, args.size = 1, 32
     data = ensure(args.episodes)
     runs = {}
     for name, workers in (("in-process", 0), ("dask x1", 1), ("dask x2", 2)):

@@ -169,3 +169,18 @@ def test_the_extras_the_code_checks_are_the_ones_pyproject_declares():
     every = set(extras) - {"all", "test", "worker", "gcs"}
     assert {f"spatial-action-pipeline[{','.join(sorted(every))}]"} & set(extras["all"]), extras["all"]
     assert "spatial-action-pipeline[all]" in extras["test"]
+
+
+def test_make_run_installs_every_extra_but_the_test_tools(tmp_path):
+    def recipe(target: str) -> str:  # what make would run on a fresh machine (-B: nothing is up to date)
+        p = subprocess.run(
+            ["make", "-n", "-B", target, f"VENV={tmp_path / 'venv'}"], cwd=ROOT, capture_output=True, text=True
+        )
+        assert p.returncode == 0, p.stderr
+        return p.stdout
+
+    run, test = recipe("run"), recipe("test")
+    assert "pip install -e '.[all]'" in run and "[test]" not in run
+    assert "-m pipeline.run --mixture oxe_magic_soup" in run
+    assert "pip install -e '.[test]'" in test and "-m pytest" in test and "ruff check" in test
+    assert not re.search(r"pip install[^\n]*(-q\b|--quiet)", run + test)  # installs show their progress
