@@ -29,7 +29,7 @@ with local_cluster({workers}) if {workers} else contextlib.nullcontext() as addr
     if address:  # the workers import what the tasks need first: start-up is not per-element overhead
         with distributed.Client(address) as client:
             client.run(lambda: [__import__(m) for m in ("beam_jobs.shard_writing", "beam_jobs.collect",
-                                                          "tensorflow_datasets", "apache_beam.runners.dask.dask_runner")])
+                                                          "sources.rlds", "apache_beam.runners.dask.dask_runner")])
     t0 = time.perf_counter()
     assert main(args + ["--stages", "export"] + engine) == 0
     result["seconds"] = time.perf_counter() - t0

@@ -518,7 +518,7 @@ def require_writer() -> None:
     if absent:
         raise SampleCorpusUnavailable(
             f"the built-in sample corpus is written by TFDS with TensorFlow: {' and '.join(absent)} not "
-            f"installed (the worker install has no TensorFlow); install the sample extra, {install_hint('sample')}, "
+            f"installed (the worker install has no TensorFlow or TFDS); install the sample extra, {install_hint('sample')}, "
             "or give --data-dir"
         )
 

@@ -20,8 +20,11 @@ from pipeline.run import main
 from tests.conftest import ROOT
 
 # Packages only the extras bring: depth (torch, transformers), the trainer (torchvision), the sample
-# corpus writer (tensorflow), plots (matplotlib). triton and jax: what torch or TFDS could pull in.
-NOT_IN_WORKER = ("torch", "torchvision", "transformers", "tensorflow", "matplotlib", "triton", "jax")
+# corpus writer (tensorflow, tensorflow_datasets), plots (matplotlib). triton and jax: what torch or
+# TFDS could pull in.
+NOT_IN_WORKER = (
+    "torch", "torchvision", "transformers", "tensorflow", "tensorflow_datasets", "matplotlib", "triton", "jax",
+)  # fmt: skip
 # Every module a machine of the main job runs (driver and workers): the rooms below shards/, the
 # output contract's modules of shards/, the depth codec the export names, the Beam jobs and the CLI.
 WORKER_PACKAGES = ("storage", "manifests", "transforms", "sources", "grids", "beam_jobs", "pipeline")
@@ -142,8 +145,9 @@ def test_the_sample_corpus_without_tensorflow_is_one_line(tmp_path):
     p = as_worker("pipeline.run", "--mixture", "bridge", "--out", str(tmp_path / "out"), env=env)
     assert p.returncode == 2, p.stderr[-3000:]
     assert p.stderr.strip().splitlines()[-1] == (
-        "error: the built-in sample corpus is written by TFDS with TensorFlow: tensorflow not installed (the "
-        "worker install has no TensorFlow); install the sample extra, pip install '.[sample]', or give --data-dir"
+        "error: the built-in sample corpus is written by TFDS with TensorFlow: tensorflow and tensorflow_datasets "
+        "not installed (the worker install has no TensorFlow or TFDS); install the sample extra, "
+        "pip install '.[sample]', or give --data-dir"
     )
     assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
 
@@ -162,7 +166,15 @@ def test_the_extras_the_code_checks_are_the_ones_pyproject_declares():
         for name in import_names:
             dists = {d.lower().replace("_", "-") for d in distributions[name]}
             assert dists & declared, f"[{extra}] does not declare {name} ({dists})"
-    heavy = {"torch", "torchvision", "transformers", "tensorflow", "tensorflow-cpu", "matplotlib"}
+    heavy = {
+        "torch",
+        "torchvision",
+        "transformers",
+        "tensorflow",
+        "tensorflow-cpu",
+        "tensorflow-datasets",
+        "matplotlib",
+    }
     assert not worker & heavy, worker & heavy  # the worker install stays lean
     assert {"torch", "transformers"} <= requirement_names(extras["depth"])
     # `make test` installs every extra; `make run` every extra but the test tools
