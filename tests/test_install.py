@@ -196,3 +196,11 @@ def test_make_run_installs_every_extra_but_the_test_tools(tmp_path):
     assert "-m pipeline.run --mixture oxe_magic_soup" in run
     assert "pip install -e '.[test]'" in test and "-m pytest" in test and "ruff check" in test
     assert not re.search(r"pip install[^\n]*(-q\b|--quiet)", run + test)  # installs show their progress
+
+
+def test_every_install_command_of_the_readme_names_extras_that_exist():
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    commands = re.findall(r"pip install (?:-e )?'?\.(?:\[([\w,]+)\])?'?", (ROOT / "README.md").read_text())
+    named = {name for group in commands for name in group.split(",") if name}
+    assert {"worker", "depth", "all", "test"} <= named, named
+    assert named <= set(extras), named - set(extras)
