@@ -1,5 +1,6 @@
-"""The worker install: the main job without depth runs with no torch, no TensorFlow, no transformers,
-no matplotlib (pyproject.toml's plain dependencies; README, "Installs")."""
+"""The worker install: the main job without depth runs with no torch, no TensorFlow, no TFDS, no
+transformers, no matplotlib (pyproject.toml's plain dependencies; README, "Installs"); the extras the
+code checks for are the ones pyproject.toml declares; make run and make test install what they say."""
 
 import hashlib
 import importlib
