@@ -1,7 +1,7 @@
 """The install's extras that code checks for before it needs them, each with the import names it
-brings (pyproject.toml's optional dependencies; a test checks both agree). The plain install is the
-worker install: the main job without depth. Code that needs an extra asks `missing(extra)` first and
-says in one line what to install, rather than failing on an import deep inside a run."""
+brings (pyproject.toml's optional dependencies; a test checks both agree). `[worker]` is the main job
+without depth; these add to it. Code that needs one asks `missing(extra)` first and says in one line
+what to install, rather than failing on an import deep inside a run."""
 
 from __future__ import annotations
 
@@ -34,4 +34,5 @@ def missing(extra: str) -> list[str]:
 
 
 def install_hint(extra: str) -> str:
-    return f"pip install '.[{extra}]'"
+    """The command that adds the extra to the worker install (each is used by the pipeline's commands)."""
+    return f"pip install '.[worker,{extra}]'"

@@ -1,5 +1,5 @@
 """The worker install: the main job without depth runs with no torch, no TensorFlow, no TFDS, no
-transformers, no matplotlib (pyproject.toml's plain dependencies; README, "Installs"); the extras the
+transformers, no matplotlib (pyproject.toml's plain install and its [worker] extra; README, "Installs"); the extras the
 code checks for are the ones pyproject.toml declares; make run and make test install what they say."""
 
 import hashlib
@@ -12,9 +12,9 @@ import re
 import subprocess
 import sys
 import textwrap
-import tomllib
 
 import pytest
+import tomllib
 
 from manifests.extras import EXTRAS
 from pipeline.run import main
@@ -119,7 +119,7 @@ def test_the_main_job_runs_on_the_worker_install_with_the_same_bytes(bridge_root
     assert worker.returncode == 0, worker.stderr[-3000:]
     assert worker.stdout.strip().splitlines()[-1] == "LOADED"  # the blocker held: none of them loaded
     report = json.loads((tmp_path / "worker" / "report.json").read_text())
-    assert any("torch and transformers not installed" in n and ".[depth]" in n for n in report["notes"]), report
+    assert any("torch and transformers not installed" in n and ".[worker,depth]" in n for n in report["notes"]), report
     assert "torch and transformers not installed" in worker.stdout  # the summary's note
 
     # the same shards, grid and statistics as the full install's run without depth
@@ -131,13 +131,13 @@ def test_the_main_job_runs_on_the_worker_install_with_the_same_bytes(bridge_root
     # grids.inspect: the summary, and one line instead of plots
     inspect = as_worker("grids.inspect", str(tmp_path / "worker" / "grids" / "bridge.json"))
     assert inspect.returncode == 0, inspect.stderr[-3000:]
-    assert "plots not written: matplotlib is not installed (pip install '.[plots]')" in inspect.stdout
+    assert "plots not written: matplotlib is not installed (pip install '.[worker,plots]')" in inspect.stdout
 
     # what needs an extra says which, in one line, exit 2
     text = as_worker("pipeline.run", *args, "--out", str(tmp_path / "text"), "--no-depth", "--text-tokenizer", "tok")
     assert text.returncode == 2
     assert text.stderr.strip().splitlines()[-1] == (
-        "error: --text-tokenizer 'tok': transformers is not installed (pip install '.[text]')"
+        "error: --text-tokenizer 'tok': transformers is not installed (pip install '.[worker,text]')"
     )
 
 
@@ -148,7 +148,7 @@ def test_the_sample_corpus_without_tensorflow_is_one_line(tmp_path):
     assert p.stderr.strip().splitlines()[-1] == (
         "error: the built-in sample corpus is written by TFDS with TensorFlow: tensorflow and tensorflow_datasets "
         "not installed (the worker install has no TensorFlow or TFDS); install the sample extra, "
-        "pip install '.[sample]', or give --data-dir"
+        "pip install '.[worker,sample]', or give --data-dir"
     )
     assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
 
@@ -160,7 +160,7 @@ def requirement_names(requirements: list[str]) -> set[str]:
 def test_the_extras_the_code_checks_are_the_ones_pyproject_declares():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
-    worker = requirement_names(project["dependencies"])
+    worker = requirement_names(project["dependencies"] + extras["worker"])  # the plain install + [worker]
     distributions = importlib.metadata.packages_distributions()  # import name -> installed distributions
     for extra, (_, import_names) in EXTRAS.items():
         declared = requirement_names(extras[extra])
@@ -179,7 +179,7 @@ def test_the_extras_the_code_checks_are_the_ones_pyproject_declares():
     assert not worker & heavy, worker & heavy  # the worker install stays lean
     assert {"torch", "transformers"} <= requirement_names(extras["depth"])
     # `make test` installs every extra; `make run` every extra but the test tools
-    every = set(extras) - {"all", "test", "worker", "gcs"}
+    every = set(extras) - {"all", "test", "gcs"}
     assert {f"spatial-action-pipeline[{','.join(sorted(every))}]"} & set(extras["all"]), extras["all"]
     assert "spatial-action-pipeline[all]" in extras["test"]
 
