@@ -1,34 +1,46 @@
 # Two entry points, both idempotent on a fresh machine:
-#   make run    set everything up, then run the main job on the built-in sample corpus
-#   make test   set everything up, then lint and run the test suite
+#   make run    set up (every extra but the test tools), then run the main job on the built-in sample corpus
+#   make test   set up (every extra and the test tools), then lint and run the test suite
+# Installs print pip's own progress (one line per package; the downloads' bars on a terminal).
+# What each install holds and its size: README, "Installs".
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
 MIXTURE ?= oxe_magic_soup
 
-.PHONY: setup run test lint format clean
+.PHONY: setup setup-test run test lint format clean
 
-setup: $(STAMP)
+setup: $(RUN_STAMP)
+setup-test: $(TEST_STAMP)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
 
 # Reinstall only when the declared dependencies change.
-$(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
+$(RUN_STAMP): pyproject.toml | $(PY)
+	@echo "make: installing the package with every extra but the test tools, '.[all]' (about 8 GB, minutes)"
+	$(PY) -m pip install -e '.[all]'
+	touch $@
 
-run: $(STAMP)
+$(TEST_STAMP): pyproject.toml | $(PY)
+	@echo "make: installing the package with every extra and the test tools, '.[test]' (about 8 GB, minutes)"
+	$(PY) -m pip install -e '.[test]'
+	touch $@
+
+run: $(RUN_STAMP)
 	$(PY) -m pipeline.run --mixture $(MIXTURE)
 
 test: lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=10
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
-format: $(STAMP)
+format: $(TEST_STAMP)
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 

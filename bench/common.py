@@ -14,6 +14,17 @@ BENCH_DIR = Path(os.environ.get("SPATIAL_PIPELINE_BENCH", ROOT / ".bench"))
 DATASETS = ["bridge_orig", "fractal20220817_data", "kuka", "droid"]  # 4 cameras, 1 large, 1 compressed-state, 3 cameras
 
 
+SMOKE_HELP = (
+    "a smoke run: tiny sizes, about a minute at most; shows the benchmark runs and prints its table "
+    "(its figures mean nothing). CI runs every benchmark the README names this way"
+)
+
+
+def add_smoke(parser) -> None:
+    """Every benchmark takes --smoke (tests/test_benchmarks.py runs each README command with it)."""
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
+
+
 def ensure(episodes: int) -> Path:
     out = BENCH_DIR / f"corpus-{'-'.join(DATASETS)[:40]}-{episodes}"
     marker = out / ".complete"

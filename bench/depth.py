@@ -82,6 +82,7 @@ def timed(f, device, repeat):
 def main(argv=None) -> int:
     import torch
 
+    from bench.common import add_smoke
     from depth.codec import depth_to_uint16_mm, encode_depth
     from depth.model import DepthEstimator
 
@@ -92,7 +93,10 @@ def main(argv=None) -> int:
     p.add_argument("--batch-sizes", default="1,4,8,16,32")
     p.add_argument("--frame-size", type=int, default=224, help="exported frame side, pixels")
     p.add_argument("--repeat", type=int, default=5)
+    add_smoke(p)
     args = p.parse_args(argv)
+    if args.smoke:  # the tiny random model, on whichever device
+        args.tiny, args.batch_sizes, args.frame_size, args.repeat = True, "1,2", 32, 1
     device = torch.device(args.device)
     with tempfile.TemporaryDirectory() as tmp:
         path = args.model or str(build_random_zoedepth(Path(tmp), tiny=args.tiny or device.type == "cpu"))

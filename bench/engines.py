@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench.common import DATASETS, ensure, measure, table
+from bench.common import DATASETS, add_smoke, ensure, measure, table
 
 EXPORT = """
 import contextlib, json, os, pathlib, time
@@ -108,9 +108,7 @@ def main(argv=None) -> int:
     p.add_argument("--episodes", type=int, default=50, help="train episodes per dataset (4 datasets)")
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--repeat", type=int, default=1, help="rounds of the three engines; figures are their range")
-    p.add_argument("--smoke", action="store_true",
-                   help="tiny sizes (1 episode per dataset, 32 px, one round): shows the bench runs and prints "
-                        "its table; the figures mean nothing")  # fmt: skip
+    add_smoke(p)
     args = p.parse_args(argv)
     if args.smoke:
         args.episodes, args.size, args.repeat = 1, 32, 1

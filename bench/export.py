@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench.common import DATASETS, ensure, measure
+from bench.common import DATASETS, add_smoke, ensure, measure
 
 LIMIT = """
 import time
@@ -57,7 +57,10 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.export", description=__doc__.split("\\n\\n")[0])
     p.add_argument("--episodes", type=int, default=24, help="train episodes per dataset")
     p.add_argument("--size", type=int, default=224)
+    add_smoke(p)
     args = p.parse_args(argv)
+    if args.smoke:
+        args.episodes, args.size = 1, 32
     data = ensure(args.episodes)
     out = str(data) + f"-export-{args.size}"
     names = repr(DATASETS)

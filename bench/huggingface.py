@@ -22,6 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.common import BENCH_DIR, ROOT, add_smoke
+
+SMOKE_DATA = ROOT / "tests" / "data" / "bridge_debug"
+
 WAYS = {
     'load_dataset("arrow")': {"in_memory": False},
     "load_export": {},
@@ -50,11 +54,25 @@ def _measure(out: str, kwargs: dict) -> dict:
     return {"rows": rows, "seconds": seconds, "cache_bytes": written, "rss_growth": (peak - base) * 1024}
 
 
+def smoke_export() -> str:
+    """A tiny export (the real Bridge slice of the tests, 32 px, no depth), made once in BENCH_DIR."""
+    out = BENCH_DIR / "huggingface-smoke-export"
+    if not (out / "manifest.json").exists():
+        cmd = [sys.executable, "-m", "pipeline.run", "--mixture", "bridge", "--data-dir", str(SMOKE_DATA)]
+        subprocess.run([*cmd, "--out", str(out), "--no-depth", "--image-size", "32"], cwd=ROOT, check=True)
+    return str(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.huggingface", description=__doc__.splitlines()[0])
-    parser.add_argument("out", help="an export")
+    parser.add_argument("out", nargs="?", help="an export (with --smoke: a tiny one is made when not given)")
     parser.add_argument("--way", help=argparse.SUPPRESS)  # one way, in this process (the child)
+    add_smoke(parser)
     args = parser.parse_args(argv)
+    if args.out is None and not args.smoke:
+        parser.error("OUT (an export) is required without --smoke")
+    if args.out is None:
+        args.out = smoke_export()
     if args.way:
         print(json.dumps(_measure(args.out, WAYS[args.way])))
         return 0

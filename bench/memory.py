@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench.common import DATASETS, ensure, measure
+from bench.common import DATASETS, add_smoke, ensure, measure
 
 RUN = """
 import tempfile, time
@@ -23,7 +23,10 @@ with tempfile.TemporaryDirectory() as out:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.memory", description=__doc__.split("\\n\\n")[0])
     p.add_argument("--episodes", type=int, default=12, help="train episodes per dataset at 1x")
+    add_smoke(p)
     args = p.parse_args(argv)
+    if args.smoke:
+        args.episodes = 1
     r = {f: measure(RUN.format(data=ensure(args.episodes * f), names=repr(DATASETS))) for f in (1, 4)}
     for f in (1, 4):
         print(

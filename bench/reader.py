@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from bench.common import BENCH_DIR  # noqa: E402
+from bench.common import BENCH_DIR, add_smoke  # noqa: E402
 from manifests.weights import effective_weights  # noqa: E402
 from shards.schema import shard_name, shard_schema, write_table  # noqa: E402
 from storage.files import sha256_file  # noqa: E402
@@ -220,7 +220,7 @@ def main(argv=None) -> int:
     p.add_argument("--size", type=int, default=224, help="image side, pixels")
     p.add_argument("--n", type=int, default=60_000, help="steps timed")
     p.add_argument("--large-gb", type=float, default=2.0, help="the large export of the construction rows, GB")
-    p.add_argument("--smoke", action="store_true", help="a tiny run (< 1 minute): the same table, small sizes")
+    add_smoke(p)
     args = p.parse_args(argv)
     if args.smoke:
         args.steps, args.size, args.n, args.large_gb = 3000, 64, 3000, 0.05

@@ -5,7 +5,7 @@ identical        the same command again: "up to date", nothing read, nothing wri
 reweight         one dataset's weight changed in the mixture file: a new grid, shards rewritten
 add one dataset  a fifth dataset (its own data_dir in the mixture file) added to the same --out;
                  then a fresh run of that 5-dataset mixture into an empty directory: the same bytes
-                 (every file but the frame cache), and the time the rerun saved against it
+                 (every file but the frame cache and the run's timings), and the time the rerun saved
 regrid           the 5-dataset mixture tokenized with another grid (--grid FILE, as after grids.rediscretize)
 Each is timed around pipeline.run's main() in one fresh process, after its imports and a warm-up
 pipeline (Beam's first pipeline in a process pays one-time costs); the ratio is to the full run.
@@ -49,9 +49,9 @@ def run(*extra, to=out):
                   err.getvalue())
     return {{"seconds": seconds, "cached": int(m.group(1)) if m else None, "encoded": int(m.group(2)) if m else 0}}
 
-def hashes(root):
+def hashes(root):  # timings.json and report.html (which shows them) hold the run's own timings
     return {{str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*"))
-            if p.is_file() and ".cache" not in p.parts}}
+            if p.is_file() and ".cache" not in p.parts and p.name not in ("timings.json", "report.html")}}
 
 weights = {{n: 1.0 for n in {names}}}
 mixture(weights)

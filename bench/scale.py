@@ -28,7 +28,7 @@ import json
 import os
 from pathlib import Path
 
-from bench.common import DATASETS, ensure, measure, table
+from bench.common import DATASETS, add_smoke, ensure, measure, table
 
 RUN = """
 import contextlib, json, os, pathlib, time
@@ -150,9 +150,7 @@ def main(argv=None) -> int:
     p.add_argument("--shard-mb", type=float, default=1.0, help="target shard size (1x: about 1.4 MB per dataset)")
     p.add_argument("--engines", default="in-process,dask", help="in-process, dask or both")
     p.add_argument("--json", help="also write every measurement to this file")
-    p.add_argument("--smoke", action="store_true",
-                   help="tiny sizes (1 episode per dataset, 1x and 2x, 32 px): shows the bench runs and prints "
-                        "its table; the figures mean nothing")  # fmt: skip
+    add_smoke(p)  # 1 episode per dataset, 1x and 2x, 32 px
     args = p.parse_args(argv)
     if args.smoke:
         args.episodes, args.factors, args.size = 1, "1,2", 32

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench.common import DATASETS, ensure, measure, table
+from bench.common import DATASETS, add_smoke, ensure, measure, table
 
 FLOOR = """
 import glob, time
@@ -76,11 +76,23 @@ def flat(d, prefix=""):
     for k, v in d.items():
         out.update(flat(v, prefix + k + "/") if isinstance(v, dict) else {{prefix + k: v}})
     return out
+def stored_bytes(features):
+    # Tensors stored encoded (kuka's zlib state) come as their stored bytes, as the raw columns that
+    # standardize() takes (it decodes them): TFDS would decode them itself, and the decoded floats
+    # are not what standardize() expects (zlib.decompress of them fails)
+    out = {{}}
+    for k, f in features.items():
+        if isinstance(f, tfds.features.FeaturesDict):
+            out[k] = stored_bytes(f)
+        elif str(getattr(getattr(f, "_encoding", None), "value", "none")) != "none":
+            out[k] = tfds.decode.SkipDecoding()
+    return {{k: v for k, v in out.items() if v != {{}}}}
 for name in {names}:
     cfg = reg.datasets[name]
     builder = tfds.builder_from_directory(open_dataset("{data}", cfg).directory)
+    decoders = {{"steps": stored_bytes(builder.info.features["steps"].feature)}}
     actions = []
-    for i, ep in enumerate(tfds.as_numpy(builder.as_dataset(split="train"))):
+    for i, ep in enumerate(tfds.as_numpy(builder.as_dataset(split="train", decoders=decoders))):
         steps_ = [flat(s) for s in ep["steps"]]  # RLDS steps are a nested dataset: a Python loop over them
         columns = {{k: np.array([s[k] for s in steps_], dtype=object) if isinstance(steps_[0][k], bytes)
                    else np.stack([s[k] for s in steps_]) for k in steps_[0]}}  # bytes kept whole (no NUL stripping)
@@ -97,7 +109,10 @@ result["seconds"] = time.perf_counter() - t0
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.stats", description=__doc__.split("\n\n")[0])
     p.add_argument("--episodes", type=int, default=12, help="train episodes per dataset at 1x")
+    add_smoke(p)
     args = p.parse_args(argv)
+    if args.smoke:
+        args.episodes = 1
     rows, results = [], {}
     for factor in (1, 4):
         data = ensure(args.episodes * factor)

@@ -17,6 +17,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
+from bench.common import add_smoke  # noqa: E402
 from grids.grid import grid_from_gaussians  # noqa: E402
 from grids.spherical import to_spherical  # noqa: E402
 from grids.tokenizer import ActionTokenizer  # noqa: E402
@@ -75,7 +76,10 @@ def per_row(grid, a):
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.tokenizer", description=__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=2_000_000)
+    add_smoke(p)
     args = p.parse_args(argv)
+    if args.smoke:
+        args.n = 20_000
     grid = grid_from_gaussians({k: {"mu": m, "sigma": s} for k, (m, s) in SPATIALVLA_PLUS.items()})
     tok = ActionTokenizer(grid)
     rng = np.random.default_rng(0)
@@ -85,7 +89,7 @@ def main(argv=None) -> int:
         "encode": args.n / best_of(lambda: tok.encode(a)),
         "decode": args.n / best_of(lambda: tok.decode(tokens)),
         "plain numpy (arccos, atan2, searchsorted)": args.n / best_of(lambda: plain(grid, a)),
-        "per-row Python loop": 20_000 / best_of(lambda: per_row(grid, a[:20_000]), repeat=2),
+        "per-row Python loop": min(args.n, 20_000) / best_of(lambda: per_row(grid, a[:20_000]), repeat=2),
     }
     print(f"{args.n:,} actions, float32, one thread (OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']})")
     for k, v in rates.items():

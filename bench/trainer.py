@@ -23,7 +23,7 @@ import os
 import subprocess
 import sys
 
-from bench.common import BENCH_DIR, DATASETS, ROOT, ensure, measure, table
+from bench.common import BENCH_DIR, DATASETS, ROOT, add_smoke, ensure, measure, table
 from storage.jsonio import read_json
 
 WEIGHTS = {"bridge_orig": 1.0, "fractal20220817_data": 0.5, "kuka": 0.8, "droid": 0.3}
@@ -107,8 +107,8 @@ result["processor_cpu_seconds"] = Timed.spent
 def export(episodes: int, data_dir: str | None, names: list[str]) -> str:
     """The bench export (built once): RLDS data (default: the sample corpus) through the whole pipeline,
     without depth."""
-    corpus = data_dir or str(ensure(episodes))
-    tag = f"{episodes}" if data_dir is None else hashlib.sha256(f"{data_dir} {names}".encode()).hexdigest()[:8]
+    corpus = os.path.abspath(data_dir) if data_dir else str(ensure(episodes))
+    tag = f"{episodes}" if data_dir is None else hashlib.sha256(f"{corpus} {names}".encode()).hexdigest()[:8]
     out = BENCH_DIR / f"trainer-export-{tag}"
     if not (out / "manifest.json").exists():
         datasets = ",".join(f"{n}={WEIGHTS.get(n, 1.0)}" for n in names)
@@ -125,7 +125,10 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=int, default=3000, help="samples timed per row")
     p.add_argument("--buffer", type=int, default=1000, help="shuffle buffer, steps")
     p.add_argument("--repeat", type=int, default=3, help="runs per row, the best kept")
+    add_smoke(p)
     args = p.parse_args(argv)
+    if args.smoke:
+        args.episodes, args.n, args.buffer, args.repeat = 1, 300, 50, 1  # n: os.times() ticks 10 ms
     names = args.datasets.split(",")
     out = export(args.episodes, args.data_dir, names)
     mixture = read_json(os.path.join(out, "manifest.json"))["mixture"]

@@ -3,8 +3,9 @@
 Backends: transformers' `ZoeDepthForDepthEstimation` with the checkpoint's own image
 processor (default), or the original ZoeDepth through `torch.hub` (`--depth-backend hub`,
 for parity with the paper's code). Weights come from a local directory or the Hugging Face
-cache, never from the network. Without weights, `DepthWeightsNotFound` says where it looked:
-the run reports depth as skipped, it never writes made-up depth.
+cache, never from the network. Without weights, `DepthWeightsNotFound` says where it looked; on
+an install without torch or transformers (the worker install), `DepthNotInstalled` says what to
+install: the run reports depth as skipped, it never writes made-up depth.
 """
 
 from __future__ import annotations
@@ -16,14 +17,33 @@ from pathlib import Path
 
 import numpy as np
 
+from manifests.extras import install_hint, missing
 from storage import files
 
 DEFAULT_MODEL = "Intel/zoedepth-nyu-kitti"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
-class DepthWeightsNotFound(Exception):
+class DepthUnavailable(Exception):
+    """Depth cannot run here; the message says why."""
+
+
+class DepthWeightsNotFound(DepthUnavailable):
     """No ZoeDepth weights where we looked; the message says where."""
+
+
+class DepthNotInstalled(DepthUnavailable):
+    """The packages the depth model runs on are not installed; the message says which and how."""
+
+
+def require_packages(backend: str = "transformers") -> None:
+    """DepthNotInstalled unless torch (and transformers, for the default backend) can be imported."""
+    absent = [m for m in missing("depth") if backend != "hub" or m == "torch"]
+    if absent:
+        raise DepthNotInstalled(
+            f"{' and '.join(absent)} not installed (the worker install has no depth): install the depth "
+            f"extra, {install_hint('depth')} (on a CPU-only machine a CPU torch first: README, Installs)"
+        )
 
 
 # ---------------------------------------------------------------- finding weights
@@ -79,10 +99,11 @@ class DepthEstimator:
         device: str | None = None,
         model_id: str = DEFAULT_MODEL,
     ) -> DepthEstimator:
-        dev = _device(device)
         if backend == "hub":
-            return cls._load_hub(model_dir, dev)
-        path = find_weights(model_dir, model_id)
+            return cls._load_hub(model_dir, device)
+        path = find_weights(model_dir, model_id)  # weights first: a run without them needs no torch
+        require_packages(backend)
+        dev = _device(device)
         from transformers import AutoImageProcessor, ZoeDepthForDepthEstimation
 
         model = ZoeDepthForDepthEstimation.from_pretrained(path, local_files_only=True).to(dev).eval()
@@ -90,16 +111,18 @@ class DepthEstimator:
         return cls(model, processor, dev, model_dir or model_id, weights_fingerprint(path))
 
     @classmethod
-    def _load_hub(cls, repo_dir: str | None, dev) -> DepthEstimator:
+    def _load_hub(cls, repo_dir: str | None, device: str | None) -> DepthEstimator:
         """The original ZoeDepth (isl-org/ZoeDepth) from a local clone, with its weights in the torch
         hub cache. Not exercised by the tests: no clone or weights can be fetched on the build machines."""
-        import torch
-
         if not repo_dir or not (Path(repo_dir) / "hubconf.py").exists():
             raise DepthWeightsNotFound(
                 f"--depth-backend hub needs --depth-model pointing at a local ZoeDepth "
                 f"clone with hubconf.py (got {repo_dir!r})"
             )
+        require_packages("hub")
+        import torch
+
+        dev = _device(device)
         try:
             model = torch.hub.load(repo_dir, "ZoeD_NK", source="local", pretrained=True).to(dev).eval()
         except (OSError, RuntimeError) as e:

@@ -21,6 +21,7 @@ import sys
 import numpy as np
 
 from grids.grid import RANGES, VARIABLES, ActionGrid, GridFileError
+from manifests.extras import install_hint, missing
 from storage import files
 
 STORED = "grid file: fitted-on data"
@@ -217,10 +218,13 @@ def main(argv: list[str] | None = None) -> int:
     print(summary(grid, sets, path))
     if stored and "histograms" not in stored:
         print("(this grid file has no stored data histograms: written by an older version; give --data to plot data)")
-    stem = os.path.splitext(path.rsplit("/", 1)[-1] if files.is_url(path) else path)[0]
-    out = args.out or stem + "_plots"  # a URL's grid: plots in the current directory
-    written = plot(grid, out, histograms, sets, per_dataset)
-    print(f"wrote {len(written)} plots to {out}")
+    if missing("plots"):  # the worker install has no plotting
+        print(f"plots not written: matplotlib is not installed ({install_hint('plots')})")
+    else:
+        stem = os.path.splitext(path.rsplit("/", 1)[-1] if files.is_url(path) else path)[0]
+        out = args.out or stem + "_plots"  # a URL's grid: plots in the current directory
+        written = plot(grid, out, histograms, sets, per_dataset)
+        print(f"wrote {len(written)} plots to {out}")
     if not args.data and files.isdir(args.grid):
         print(f"(add --data {args.grid} for the metrics and histograms of the export's own shards)")
     return 0

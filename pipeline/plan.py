@@ -110,7 +110,18 @@ def _default_root(options: RunOptions) -> tuple[str, bool]:
         f"No --data-dir given: running on the built-in sample corpus at {default_corpus_dir()} "
         f"(synthetic data, not for training)"
     )
-    return data_root(None)
+    return _root(None)
+
+
+def _root(spec: str | None) -> tuple[str, bool]:
+    """data_root(spec), with the sample corpus that this install cannot write (the worker install: no
+    TensorFlow) as one usage line."""
+    from sources.sample import SampleCorpusUnavailable
+
+    try:
+        return data_root(spec)
+    except SampleCorpusUnavailable as e:
+        raise UsageError(str(e)) from None
 
 
 # ---------------------------------------------------------------- config keys against features.json
@@ -254,7 +265,7 @@ def make_plan(options: RunOptions) -> Plan:
     rows, datasets = [], {}
     for name, weight in mixture.weights.items():
         if name in mixture.roots:
-            (root, synthetic), root_from = data_root(mixture.roots[name]), "the mixture file's data_dir"
+            (root, synthetic), root_from = _root(mixture.roots[name]), "the mixture file's data_dir"
         else:
             (root, synthetic), root_from = default, "--data-dir" if options.data_dir else "built-in sample corpus"
         row, ds = _dataset_row(name, weight, mixture, root, synthetic, root_from, options.split)

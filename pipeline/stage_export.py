@@ -22,11 +22,11 @@ def _depth_setup(ctx: RunContext, want: bool) -> dict | None:
     """The depth model's description, or None with the reason noted (never fake depth)."""
     if not want:
         return None
-    from depth.model import DepthEstimator, DepthWeightsNotFound
+    from depth.model import DepthEstimator, DepthUnavailable
 
     try:
         est = DepthEstimator.load(ctx.options.depth_model, backend=ctx.options.depth_backend)
-    except DepthWeightsNotFound as e:
+    except DepthUnavailable as e:  # no weights, or no torch/transformers (the worker install)
         ctx.report.notes.append(f"depth skipped: {e}")
         log(f"depth: skipped: {e}")
         return None

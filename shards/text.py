@@ -3,6 +3,8 @@ each action token t as the added token <ACTION{t:05d}> of the same tokenizer."""
 
 from __future__ import annotations
 
+from manifests.extras import install_hint, missing
+
 
 def action_token_names(vocab_size: int) -> list[str]:
     return [f"<ACTION{t:05d}>" for t in range(vocab_size)]
@@ -11,6 +13,8 @@ def action_token_names(vocab_size: int) -> list[str]:
 def load_with_action_tokens(tokenizer_dir: str, vocab_size: int):
     """A Hugging Face tokenizer from a local directory, with the action tokens added (in order, so that
     action token t has id first + t). Returns (tokenizer, first)."""
+    if missing("text"):
+        raise ValueError(f"--text-tokenizer '{tokenizer_dir}': transformers is not installed ({install_hint('text')})")
     from transformers import AutoTokenizer
 
     try:

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from manifests.extras import install_hint, missing
 from manifests.registry import DATASETS_FILE, RegistryError, load_mixture_file, load_registry, load_yaml
 from manifests.vocabulary import GRIPPER_CONVENTIONS
 from transforms.frames import encode_jpeg, scale_intrinsics
@@ -604,6 +605,11 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"error: --mixture '{args.mixture}' is a directory; give a file name such as my_robot.yaml", file=sys.stderr
         )
+        return 2
+    absent = missing("convert")
+    if absent:
+        print(f"error: {' and '.join(absent)} not installed (the worker install writes no RLDS); "
+              f"{install_hint('convert')}", file=sys.stderr)  # fmt: skip
         return 2
     try:
         if args.name in load_registry().datasets:

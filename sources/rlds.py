@@ -1,26 +1,26 @@
 """Stream RLDS episodes (TFDS TFRecord shards) as numpy columns, one episode at a time.
 
 Shards are found from the dataset's `dataset_info.json`; the per-step layout comes from
-its `features.json` through TFDS's own feature classes, and split slices through TFDS's
-ReadInstruction. Records are read from the TFRecord container directly (checksums verified)
-and only the requested keys are converted; nothing is ever decoded here: image features
-stay encoded bytes, so a stage that asks for action fields alone never touches an image.
-Files are read through storage.files, so `gs://` roots work like local ones; records are
-parsed with protobuf alone (sources/example_proto.py) and TFDS's feature and split classes:
-reading never imports TensorFlow.
+its `features.json` (sources/features.py) and split slices from TFDS's split-spec grammar
+(sources/splits.py), both read here as TFDS reads them, without TFDS. Records are read from the
+TFRecord container directly (checksums verified) and only the requested keys are converted;
+nothing is ever decoded here: image features stay encoded bytes, so a stage that asks for action
+fields alone never touches an image. Files are read through storage.files, so `gs://` roots work
+like local ones; records are parsed with protobuf alone (sources/example_proto.py): reading needs
+neither TensorFlow nor TFDS.
 """
 
 from __future__ import annotations
 
 import json
 import posixpath
-import re
-import types
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
+from sources.features import FeatureSpecError, FieldInfo, parse_features
+from sources.splits import ALL, SplitSpecError, resolve, split_names
 from sources.tfrecord import BadChecksum, CorruptRecord, count_records, read_records
 from storage import files
 from transforms.episode import RawEpisode
@@ -33,20 +33,6 @@ class RLDSError(Exception):
     def __init__(self, message: str, first_lost: int | None = None):
         super().__init__(message)
         self.first_lost = first_lost
-
-
-@dataclass(frozen=True)
-class FieldInfo:
-    """How one leaf feature is serialized: the parse dtype and the per-step shape."""
-
-    key: str  # step-relative ("observation/state") or "episode_metadata/..."
-    serialized_key: str  # the tf.train.Example key ("steps/observation/state")
-    dtype: str  # numpy dtype name of the decoded value ("float32", "bool", "object" for bytes)
-    shape: tuple[int, ...]  # per step (per episode for metadata), without the leading T
-    per_step: bool
-    kind: str  # "tensor", "image", "text"
-    pixel_dtype: str = ""  # an image's pixels as TFDS declares them: "uint8" (a camera), "float32" (a depth map)
-    pixel_shape: tuple[int, ...] = ()  # an image's declared (H, W, C), -1 where free
 
 
 @dataclass(frozen=True)
@@ -84,45 +70,8 @@ class ShardSlice:
         return self.stop - self.start
 
 
-def _leaf_kind(feature) -> str:
-    cls = type(feature).__name__
-    return {"Image": "image", "Text": "text"}.get(cls, "tensor")
-
-
-def _walk_features(feature, prefix: str, out: dict, per_step: bool) -> None:
-    """Flatten a TFDS FeaturesDict into FieldInfo leaves, keyed as in tf.train.Example."""
-    import tensorflow_datasets as tfds
-
-    if isinstance(feature, tfds.features.Dataset):
-        _walk_features(feature.feature, prefix, out, per_step=True)
-        return
-    if isinstance(feature, tfds.features.FeaturesDict):
-        for name, sub in feature.items():
-            _walk_features(sub, f"{prefix}/{name}" if prefix else name, out, per_step)
-        return
-    kind = _leaf_kind(feature)
-    np_dtype = np.dtype(feature.np_dtype) if kind == "tensor" else np.dtype(object)
-    encoded = str(getattr(getattr(feature, "_encoding", None), "value", "none")) != "none"
-    if kind == "tensor" and (np_dtype.kind in "SUO" or encoded):
-        np_dtype = np.dtype(object)  # strings, and tensors stored encoded (kuka's zlib state): bytes per step
-    shape = tuple(int(d) if d is not None else -1 for d in feature.shape)
-    if kind == "image" or encoded:
-        shape = ()
-    key = prefix[len("steps/") :] if per_step and prefix.startswith("steps/") else prefix
-    pixels = {}
-    if kind == "image":
-        declared = tuple(int(d) if d is not None else -1 for d in feature.shape)
-        pixels = {"pixel_dtype": np.dtype(feature.np_dtype).name, "pixel_shape": declared}
-    out[key] = FieldInfo(key, prefix, np_dtype.name, shape, per_step, kind, **pixels)
-
-
 def _one_line(e: Exception) -> str:
     return " ".join(str(e).split())
-
-
-def split_names(split_spec: str) -> list[str]:
-    """The split names of a TFDS split spec: train[:10%] -> [train], train+val[5:] -> [train, val]."""
-    return re.findall(r"(?:^|\+)\s*([\w-]+)", split_spec)
 
 
 def _check_info(info, where: str) -> None:
@@ -195,51 +144,44 @@ class RLDSDataset:
     @property
     def fields(self) -> dict[str, FieldInfo]:
         if self._fields is None:
-            import tensorflow_datasets as tfds
-
             path = files.join(self.directory, "features.json")
             if not files.exists(path):
                 raise RLDSError(f"dataset '{self.name}': no features.json in {self.directory}")
             try:
-                features = tfds.features.FeatureConnector.from_json(json.loads(files.read_text(path)))
-            except Exception as e:  # TFDS raises a variety of errors for a bad spec
+                self._fields = parse_features(json.loads(files.read_text(path)))
+            except json.JSONDecodeError as e:
+                raise RLDSError(f"dataset '{self.name}': {path}: not valid JSON ({e.msg})") from None
+            except FeatureSpecError as e:
                 raise RLDSError(f"dataset '{self.name}': {path}: not a TFDS feature spec ({_one_line(e)})") from None
-            fields: dict[str, FieldInfo] = {}
-            _walk_features(features, "", fields, per_step=False)
-            self._fields = fields
         return self._fields
 
     # ------------------------------------------------------------ planning
 
     def plan(self, split_spec: str = "train") -> list[ShardSlice]:
         """Shard slices covering a TFDS split spec: 'train', 'train[:10%]', 'train[5:20]', 'train+val'."""
-        import tensorflow_datasets as tfds
-
         try:
-            instruction = tfds.core.ReadInstruction.from_spec(split_spec)
-        except (ValueError, AssertionError) as e:
-            raise RLDSError(f"dataset '{self.name}': bad split '{split_spec}': {_one_line(e)}") from None
-        for name in split_names(split_spec):
-            self._split_info(name)  # a one-line "no split" error before TFDS's longer one
-        counts = {name: types.SimpleNamespace(num_examples=n) for name, n in self.splits.items()}
+            names = split_names(split_spec)
+        except SplitSpecError as e:
+            raise RLDSError(f"dataset '{self.name}': bad split '{split_spec}': {e}") from None
+        for name in names:
+            if name != ALL:
+                self._split_info(name)  # the one-line "no split" error, naming the splits it has
+        lengths = {s["name"]: [int(n) for n in s.get("shardLengths", [])] for s in self.info.get("splits", [])}
         try:
-            absolute = instruction.to_absolute(counts)
-        except (ValueError, KeyError, AssertionError) as e:
-            raise RLDSError(
-                f"dataset '{self.name}': bad split '{split_spec}': {_one_line(e)} (has: {', '.join(self.splits)})"
-            ) from None
+            ranges = resolve(split_spec, lengths)
+        except SplitSpecError as e:
+            raise RLDSError(f"dataset '{self.name}': bad split '{split_spec}': {e}") from None
         slices, taken = [], {}
-        for a in absolute:
-            lo, hi = a.from_ or 0, a.to if a.to is not None else self.splits[a.splitname]
-            for other_lo, other_hi in taken.get(a.splitname, []):
+        for split, lo, hi in ranges:
+            for other_lo, other_hi in taken.get(split, []):
                 if lo < other_hi and other_lo < hi:  # the same episodes twice would count twice
                     raise RLDSError(
                         f"dataset '{self.name}': bad split '{split_spec}': episodes {max(lo, other_lo)}.."
-                        f"{min(hi, other_hi) - 1} of '{a.splitname}' are named twice"
+                        f"{min(hi, other_hi) - 1} of '{split}' are named twice"
                     )
-            taken.setdefault(a.splitname, []).append((lo, hi))
+            taken.setdefault(split, []).append((lo, hi))
             offset = 0
-            for path, n in self.shard_files(a.splitname):
+            for path, n in self.shard_files(split):
                 start, stop = max(lo - offset, 0), min(hi - offset, n)
                 if start < stop:
                     slices.append(ShardSlice(path, start, stop, offset, start, stop, n))

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from manifests.extras import install_hint, missing
 from manifests.registry import REGISTRY_DIR, load_registry, load_yaml
 
 CORPUS_VERSION = "2"
@@ -507,10 +508,26 @@ def quiet_tfds() -> None:
     logging.getLogger("absl").setLevel(logging.ERROR)
 
 
+class SampleCorpusUnavailable(RuntimeError):
+    """The sample corpus cannot be written by this install; the message says what to install."""
+
+
+def require_writer() -> None:
+    """SampleCorpusUnavailable unless TensorFlow and TFDS can be imported (not in the worker install)."""
+    absent = missing("sample")
+    if absent:
+        raise SampleCorpusUnavailable(
+            f"the built-in sample corpus is written by TFDS with TensorFlow: {' and '.join(absent)} not "
+            f"installed (the worker install has no TensorFlow or TFDS); install the sample extra, {install_hint('sample')}, "
+            "or give --data-dir"
+        )
+
+
 def generate(
     out_dir: str | Path, episodes: int = DEFAULT_EPISODES, names: list[str] | None = None, verbose: bool = True
 ) -> Path:
     """Write the sample datasets (all registry datasets, or `names`) under out_dir."""
+    require_writer()
     quiet_tfds()
     import tensorflow_datasets as tfds
 
@@ -560,6 +577,7 @@ def ensure_corpus(out_dir: str | Path | None = None, episodes: int = DEFAULT_EPI
 
     if complete():
         return out
+    require_writer()
     print(f"sample: generating the built-in sample corpus in {out} (once)", file=sys.stderr)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
@@ -606,7 +624,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         generate(args.out, args.episodes, args.datasets.split(",") if args.datasets else None, verbose=not args.quiet)
-    except ValueError as e:
+    except (ValueError, SampleCorpusUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

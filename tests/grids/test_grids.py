@@ -13,18 +13,15 @@ from grids.grid import ActionGrid, GridFileError, empirical_grid, gaussian_edges
 from grids.metrics import grid_metrics, normalized_entropy
 from grids.spherical import to_cartesian, to_spherical
 from grids.tokenizer import ActionTokenizer
-from tests.conftest import SHARED
+from tests.conftest import MIXTURES_MD
 
 SQRT3 = math.sqrt(3)
 
 
 def published_gs_params(column: int) -> dict:
     """SpatialVLA's published (mu, sigma) from MIXTURES.md: column 0 bridge, 1 fractal, 2 spatialvla_plus."""
-    path = SHARED / "MIXTURES.md"
-    if not path.exists():
-        pytest.skip(f"{path} not present")
     out = {}
-    for line in path.read_text().splitlines():
+    for line in MIXTURES_MD.read_text().splitlines():
         m = re.match(r"\|\s*(x|y|z|theta|phi|r|roll|pitch|yaw)\s*\|(.*)\|\s*$", line)
         if m:
             mu, sigma = (float(v) for v in m.group(2).split("|")[column].split(","))

@@ -9,16 +9,13 @@ import pytest
 
 from manifests.registry import RegistryError, load_registry, parse_inline, resolve_mixture
 from manifests.vocabulary import GRIPPER_CONVENTIONS
-from tests.conftest import ROOT, SHARED
+from tests.conftest import MIXTURES_MD, ROOT
 
-MIXTURES_MD = SHARED / "MIXTURES.md"
 COLUMNS = ["oxe_magic_soup", "oxe_magic_soup_plus", "oxe_spatial_vla_plus", "oxe_spatial_vla_plus_stage2"]
 
 
 def mixtures_from_markdown() -> tuple[dict, dict]:
     """Parse the mixture table and the smaller-mixture prose of MIXTURES.md independently."""
-    if not MIXTURES_MD.exists():
-        pytest.skip(f"{MIXTURES_MD} not present")
     text = MIXTURES_MD.read_text()
     versions, mixtures = {}, {c: {} for c in COLUMNS}
     for line in text.splitlines():
