@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from manifests.registry import DatasetConfig, Mixture, resolve_mixture
 from manifests.vocabulary import STAGES
 from pipeline.options import RunOptions, UsageError
+from sources.episodes import camera_problem
 from sources.rlds import FieldInfo, RLDSDataset, RLDSError, find_dataset_dir
 from sources.roots import data_root, is_synthetic
 from storage import files
@@ -192,8 +193,9 @@ def key_problems(cfg: DatasetConfig, fields: dict[str, FieldInfo]) -> list[str]:
         [*(cfg.primary_choices or [cfg.primary_image]), *[cfg.wrist_image] * bool(cfg.wrist_image)]
     ):
         f = field_of(key, "image key")
-        if f is not None and f.kind != "image" and f.dtype != "object":
-            out.append(f"image key '{key}' is {_kind(f)} in features.json, not an encoded image")
+        why = camera_problem(f) if f is not None else None
+        if why:
+            out.append(f"image key '{key}' is {why} in features.json")
     if cfg.instruction:
         f = field_of(cfg.instruction.key, "instruction key")
         text = cfg.instruction.encoding == "text"

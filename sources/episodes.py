@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from manifests.registry import DatasetConfig
+from sources.features import FieldInfo
 from sources.rlds import BadRecord, RLDSDataset, RLDSError, ShardSlice
 from transforms.episode import StandardEpisode
 from transforms.standardize import EpisodeError, required_keys, standardize
@@ -66,25 +67,31 @@ def is_problem(item) -> bool:
     return isinstance(item, dict)
 
 
+def camera_problem(f: FieldInfo) -> str | None:
+    """Why a feature cannot be a camera's frames, or None: a float image (TFDS stores a depth map as a PNG
+    of the float's bytes: decoded as colour it would be noise), or a tensor that is not uint8 pixels."""
+    if f.kind == "image" and f.pixel_dtype not in ("", "uint8"):
+        return f"a {f.pixel_dtype} image (a depth map?), not a camera frame"
+    if f.kind == "text" or (
+        f.kind == "tensor"
+        and f.dtype != "object"  # bytes per step: encoded frames
+        and (f.dtype != "uint8" or not (len(f.shape) == 2 or (len(f.shape) == 3 and f.shape[2] in (1, 3, 4))))
+    ):
+        return f"a {f.dtype} {f.kind} of shape {list(f.shape)}, not a camera frame"
+    return None
+
+
 def camera_problems(ds: RLDSDataset, cfg: DatasetConfig) -> list[str]:
-    """The configured camera keys that features.json does not declare as camera frames: a float32 image
-    (TFDS stores a depth map as a PNG of the float's bytes: decoded as colour it would be noise), or a
-    tensor that is not uint8 pixels. Keys that are missing altogether are the reader's to report."""
+    """The configured camera keys that features.json does not declare as camera frames (keys that are
+    missing altogether are the reader's to report)."""
     roles = [("images.primary", k) for k in (cfg.primary_choices or (cfg.primary_image,))]
     if cfg.wrist_image:
         roles.append(("images.wrist", cfg.wrist_image))
     problems = []
     for role, key in roles:
-        f = ds.fields.get(key)
-        if f is None:
-            continue
-        if f.kind == "image" and f.pixel_dtype not in ("", "uint8"):
-            problems.append(f"{role} '{key}' is a {f.pixel_dtype} image (a depth map?), not a camera frame")
-        elif f.kind == "text" or (
-            f.kind == "tensor"
-            and (f.dtype != "uint8" or not (len(f.shape) == 2 or (len(f.shape) == 3 and f.shape[2] in (1, 3, 4))))
-        ):
-            problems.append(f"{role} '{key}' is a {f.dtype} {f.kind} of shape {list(f.shape)}, not a camera frame")
+        why = camera_problem(ds.fields[key]) if key in ds.fields else None
+        if why:
+            problems.append(f"{role} '{key}' is {why}")
     return problems
 
 

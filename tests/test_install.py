@@ -205,3 +205,15 @@ def test_every_install_command_of_the_readme_names_extras_that_exist():
     named = {name for group in commands for name in group.split(",") if name}
     assert {"worker", "depth", "all", "test"} <= named, named
     assert named <= set(extras), named - set(extras)
+
+
+def test_the_converter_without_its_extra_is_one_line(tmp_path):
+    (tmp_path / "episodes").mkdir()
+    p = as_worker("sources.convert", str(tmp_path / "episodes"), "--name", "my_robot", "--out", str(tmp_path / "out"),
+                  "--control-hz", "10")  # fmt: skip
+    assert p.returncode == 2, p.stderr[-3000:]
+    assert p.stderr.strip().splitlines()[-1] == (
+        "error: tensorflow and tensorflow_datasets not installed (the worker install writes no RLDS); "
+        "pip install '.[worker,convert]'"
+    )
+    assert not (tmp_path / "out").exists()

@@ -186,6 +186,31 @@ def test_every_configured_key_is_checked_against_features_json(sample_corpus, br
     assert not out.exists()
 
 
+def test_a_camera_key_that_is_not_a_camera_is_refused_by_the_plan(sample_corpus, tmp_path, capfd):
+    """berkeley_autolab_ur5's image_with_depth (a float32 TFDS image: a depth map's bytes as PNG) and its
+    float state named as cameras: the run stops before any work, as for a missing key."""
+    registry = load_registry()
+    cfg = registry.datasets["berkeley_autolab_ur5"]
+    fields = RLDSDataset(find_dataset_dir(str(sample_corpus), cfg.name, cfg.version, cfg.rlds_dirs)).fields
+    state = fields["observation/robot_state"]
+    entry = registry_entry("berkeley_autolab_ur5")
+    entry["images"] = {"primary": "observation/image_with_depth", "wrist": "observation/robot_state"}
+    mix = tmp_path / "robot.yaml"
+    mix.write_text(yaml.safe_dump({"datasets": {"ur5_depth": 1.0}, "dataset_configs": {"ur5_depth": {
+        **entry, "rlds_dirs": [cfg.name]}}}))  # fmt: skip
+    out = tmp_path / "out"
+    args = ["--mixture", str(mix), "--data-dir", str(sample_corpus), "--out", str(out), *FAST]
+    assert main([*args, "--dry-run"]) == 2
+    (row,) = json.loads(capfd.readouterr().out)["datasets"]
+    assert row["key_problems"] == [
+        "image key 'observation/image_with_depth' is a float32 image (a depth map?), not a camera frame in "
+        "features.json",
+        f"image key 'observation/robot_state' is a {state.dtype} tensor of shape {list(state.shape)}, not a camera "
+        "frame in features.json",
+    ]
+    assert main(args) == 2 and not out.exists()
+
+
 # ---------------------------------------------------------------- a given grid
 
 

@@ -34,7 +34,10 @@ def tfds_fields(spec: dict) -> dict[str, FieldInfo]:
             dtype = np.dtype(object)
         shape = () if kind == "image" or encoded else tuple(-1 if d is None else int(d) for d in feature.shape)
         key = prefix[len("steps/") :] if per_step and prefix.startswith("steps/") else prefix
-        out[key] = FieldInfo(key, prefix, dtype.name, shape, per_step, kind)
+        pixels = ()
+        if kind == "image":  # TFDS's declared pixels: dtype and (H, W, C), None where free
+            pixels = (np.dtype(feature.np_dtype).name, tuple(-1 if d is None else int(d) for d in feature.shape))
+        out[key] = FieldInfo(key, prefix, dtype.name, shape, per_step, kind, *pixels)
 
     walk(tfds.features.FeatureConnector.from_json(spec), "", False)
     return out
@@ -58,6 +61,7 @@ def test_every_dataset_s_features_equal_tfds_s(sample_corpus, bridge_root):
         kinds |= {(f.kind, f.dtype, f.per_step) for f in ours.values()}
     # the corpus covers what RLDS datasets hold: images, text, encoded (zlib) state, metadata, several dtypes
     assert {("image", "object", True), ("text", "object", True), ("tensor", "float32", True)} <= kinds
+    assert {f.pixel_dtype for spec in specs.values() for f in parse_features(spec).values()} >= {"uint8", "float32"}
     assert {("tensor", "bool", True), ("tensor", "object", True)} <= kinds
     assert any(not per_step for _, _, per_step in kinds)
 
