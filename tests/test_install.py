@@ -134,10 +134,12 @@ def test_the_main_job_runs_on_the_worker_install_with_the_same_bytes(bridge_root
     assert "plots not written: matplotlib is not installed (pip install '.[worker,plots]')" in inspect.stdout
 
     # what needs an extra says which, in one line, exit 2
-    text = as_worker("pipeline.run", *args, "--out", str(tmp_path / "text"), "--no-depth", "--text-tokenizer", "tok")
+    tok = tmp_path / "tok"  # a tokenizer's directory: the flag's path check passes, the extra is missing
+    tok.mkdir()
+    text = as_worker("pipeline.run", *args, "--out", str(tmp_path / "text"), "--no-depth", "--text-tokenizer", str(tok))
     assert text.returncode == 2
     assert text.stderr.strip().splitlines()[-1] == (
-        "error: --text-tokenizer 'tok': transformers is not installed (pip install '.[worker,text]')"
+        f"error: --text-tokenizer '{tok}': transformers is not installed (pip install '.[worker,text]')"
     )
 
 

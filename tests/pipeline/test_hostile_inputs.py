@@ -157,7 +157,7 @@ TABLE = [
     ("pipeline.run", ["--mixture", "{w}/hugesize.yaml"], "image_size must be [height, width] in pixels (1..65535), got [10000000000"),
     ("pipeline.run", ["--mixture", "{w}/hugehz.yaml"], "control_hz must be a positive number, got 99999"),
     # pipeline.run: other paths
-    ("pipeline.run", [*R, "--data-dir", "{w}/bad_features"], "features.json: not a TFDS feature spec"),
+    ("pipeline.run", [*R, "--data-dir", "{w}/bad_features"], "features.json: is a directory, not a file"),
     ("pipeline.run", [*R, "--data-dir", "{w}/bad_dataset_info"], "dataset_info.json: is a directory, not a file"),
     ("pipeline.run", [*R, "--text-tokenizer", "{w}/afile"], "--text-tokenizer '{w}/afile' is a file"),
     ("pipeline.run", [*R[:2], "--depth-model", "{w}/grid.json"], "--depth-model '{w}/grid.json' is a file"),
