@@ -17,6 +17,7 @@ from PIL import Image
 
 from shards.huggingface import load_export
 from shards.manifest import ManifestError
+from tests.pipeline.test_end_to_end import read_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,14 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def shard_tables(out: Path) -> dict[str, pa.Table]:
     """Each dataset's rows, read with pyarrow alone, in manifest order."""
     manifest = json.loads((out / "manifest.json").read_text())
-    tables = {}
-    for name, entry in manifest["datasets"].items():
-        parts = []
-        for s in entry["shards"]:
-            with pa.memory_map(str(out / s["path"])) as src:
-                parts.append(pa.ipc.open_file(src).read_all())
-        tables[name] = pa.concat_tables(parts)
-    return tables
+    return {name: read_rows(out, manifest, name) for name in manifest["datasets"]}
 
 
 def cache_bytes(path: Path) -> int:

@@ -26,6 +26,7 @@ import pytest
 from PIL import Image
 
 from shards.lerobot import CODEBASE_VERSION, main
+from tests.pipeline.test_end_to_end import read_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 LEROBOT = "lerobot==0.4.4"
@@ -130,15 +131,6 @@ def convert(out: Path, dest: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def shard_table(out: Path, name: str) -> pa.Table:
-    manifest = json.loads((out / "manifest.json").read_text())
-    tables = []
-    for s in manifest["datasets"][name]["shards"]:
-        with pa.memory_map(str(out / s["path"])) as src:
-            tables.append(pa.ipc.open_file(src).read_all())
-    return pa.concat_tables(tables)
-
-
 def matrix(table: pa.Table, column: str) -> np.ndarray:
     return np.stack(table.column(column).to_numpy(zero_copy_only=False))
 
@@ -149,7 +141,7 @@ def decoded(table: pa.Table, column: str) -> np.ndarray:
 
 def expected(out: Path, name: str) -> dict:
     """What the LeRobot dataset of one exported dataset must hold, computed from the shards by hand."""
-    table = shard_table(out, name)
+    table = read_rows(out, None, name)
     manifest = json.loads((out / "manifest.json").read_text())
     fps = manifest["datasets"][name]["control_hz"]
     ids, steps = table.column("episode_id").to_pylist(), np.asarray(table.column("step").to_pylist())
@@ -521,5 +513,5 @@ def test_readme_train_with_lerobot_runs_as_written(lerobot_python, bridge_export
         assert r.returncode == 0, r.stderr
     check = "\nprint(len(ds), item['observation.images.image'].shape, tuple(batch['action'].shape), item['task'])\n"
     out = lerobot_python(python[0] + check, tmp_path).strip().splitlines()[-1]
-    task = shard_table(bridge_export, "bridge_orig").column("language_instruction")[0].as_py()
+    task = read_rows(bridge_export, None, "bridge_orig").column("language_instruction")[0].as_py()
     assert out == f"200 torch.Size([3, 224, 224]) (8, 4, 7) {task}"

@@ -8,15 +8,7 @@ import pyarrow as pa
 from manifests.registry import load_registry
 from shards.reader import MixtureDataset
 from sources.rlds import open_dataset
-
-
-def shard_table(out, name):
-    manifest = json.loads((out / "manifest.json").read_text())
-    tables = []
-    for s in manifest["datasets"][name]["shards"]:
-        with pa.memory_map(str(out / s["path"])) as src:
-            tables.append(pa.ipc.open_file(src).read_all())
-    return pa.concat_tables(tables)
+from tests.pipeline.test_end_to_end import read_rows
 
 
 def raw_steps(root, name, keys):
@@ -29,7 +21,7 @@ def column(table, name):
 
 
 def test_bridge_proprio_is_the_raw_state_standardized_by_hand(bridge_export, bridge_root):
-    table = shard_table(bridge_export, "bridge_orig")
+    table = read_rows(bridge_export, None, "bridge_orig")
     assert table.schema.field("proprio").type == pa.list_(pa.float32(), 7)
     # Bridge: the first step is dropped (its action is zeros) and movement is relabeled from the next
     # state, which drops the last step: the proprio of the kept steps is state[1:-1]
@@ -53,20 +45,20 @@ def test_sample_proprio_by_hand_and_no_column_without_proprio_keys(sample_export
     expected = np.concatenate(
         [np.asarray(s["observation/robot_obs"], np.float32)[:, [0, 1, 2, 3, 4, 5, 7]] for s in taco]
     )
-    np.testing.assert_array_equal(column(shard_table(sample_export, "taco_play"), "proprio"), expected)
+    np.testing.assert_array_equal(column(read_rows(sample_export, None, "taco_play"), "proprio"), expected)
     keys = ["observation/base_pose_tool_reached", "observation/gripper_closed"]
     fractal = raw_steps(sample_corpus, "fractal20220817_data", keys)
     expected = np.concatenate([np.concatenate([np.asarray(s[k], np.float32) for k in keys], axis=1) for s in fractal])
-    table = shard_table(sample_export, "fractal20220817_data")
+    table = read_rows(sample_export, None, "fractal20220817_data")
     assert table.schema.field("proprio").type == pa.list_(pa.float32(), 8)
     np.testing.assert_array_equal(column(table, "proprio"), expected)
     # roboturk names no proprio keys: no column, no statistics
-    assert "proprio" not in shard_table(sample_export, "roboturk").column_names
+    assert "proprio" not in read_rows(sample_export, None, "roboturk").column_names
     assert "proprio" not in json.loads((sample_export / "dataset_statistics.json").read_text())["roboturk"]
 
 
 def test_the_reader_passes_proprio_through(bridge_export):
-    table = shard_table(bridge_export, "bridge_orig")
+    table = read_rows(bridge_export, None, "bridge_orig")
     by_step = {
         (e, s): p
         for e, s, p in zip(
