@@ -70,10 +70,6 @@ class ShardSlice:
         return self.stop - self.start
 
 
-def _one_line(e: Exception) -> str:
-    return " ".join(str(e).split())
-
-
 def _check_info(info, where: str) -> None:
     """The parts of dataset_info.json that reading relies on: a one-line RLDSError when malformed."""
     if not isinstance(info, dict) or not isinstance(info.get("splits", []), list):
@@ -152,7 +148,9 @@ class RLDSDataset:
             except json.JSONDecodeError as e:
                 raise RLDSError(f"dataset '{self.name}': {path}: not valid JSON ({e.msg})") from None
             except FeatureSpecError as e:
-                raise RLDSError(f"dataset '{self.name}': {path}: not a TFDS feature spec ({_one_line(e)})") from None
+                raise RLDSError(
+                    f"dataset '{self.name}': {path}: not a TFDS feature spec ({files.one_line(e)})"
+                ) from None
         return self._fields
 
     # ------------------------------------------------------------ planning

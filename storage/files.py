@@ -70,7 +70,8 @@ def scheme_of(path: str) -> str:
     return path.split("://", 1)[0] if is_url(path) else "file"
 
 
-def _one_line(e: BaseException) -> str:
+def one_line(e: BaseException) -> str:
+    """An exception's message on one line (its type's name when it has none), for one-line errors."""
     text = " ".join(str(e).split())
     return text or type(e).__name__
 
@@ -117,7 +118,7 @@ def _fs(path: str):
     except ValueError as e:
         if known is None and scheme not in imported_implementations:
             raise StorageError(f"{path}: unknown URL scheme '{scheme}://' (no fsspec file system for it)") from None
-        raise StorageError(f"{path}: cannot open this URL ({_one_line(e)})") from None
+        raise StorageError(f"{path}: cannot open this URL ({one_line(e)})") from None
     return fs, stripped
 
 
@@ -139,7 +140,7 @@ def _remote(path: str, method: str, *args, timeout: float = URL_TIMEOUT, **kw):
     except StorageError:
         raise
     except Exception as e:  # aiohttp, google-auth and the store's own errors: many kinds, one line
-        raise StorageError(f"{path}: {_one_line(e)}") from None
+        raise StorageError(f"{path}: {one_line(e)}") from None
 
 
 def storage_error_in(e: BaseException | None) -> StorageError | None:
@@ -224,7 +225,7 @@ def open_file(path: str, mode: str = "rb") -> IO:
     try:
         return fs.open(p, mode)
     except Exception as e:
-        raise StorageError(f"{path}: {_one_line(e)}") from None
+        raise StorageError(f"{path}: {one_line(e)}") from None
 
 
 def read_bytes(path: str, max_bytes: int | None = None, what: str = "file") -> bytes:
