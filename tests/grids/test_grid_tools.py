@@ -3,7 +3,6 @@
 import shutil
 
 import numpy as np
-import pyarrow as pa
 import pytest
 import scipy.sparse as sp
 from PIL import Image
@@ -15,6 +14,7 @@ from grids.tokenizer import ActionTokenizer
 from pipeline import export
 from pipeline.run import main as run_main
 from shards.manifest import verify_manifest
+from tests.pipeline.test_end_to_end import read_rows
 
 pytestmark = pytest.mark.slow  # end-to-end runs of the job
 
@@ -45,11 +45,7 @@ def bridge_out(bridge_root, tmp_path_factory):
 
 def table_of(out):
     m = verify_manifest(str(out))
-    tables = []
-    for s in m["datasets"]["bridge_orig"]["shards"]:
-        with pa.memory_map(str(out / s["path"])) as src:
-            tables.append(pa.ipc.open_file(src).read_all())
-    return m, pa.concat_tables(tables)
+    return m, read_rows(out, m, "bridge_orig")
 
 
 def assert_pngs(paths, n):
