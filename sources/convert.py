@@ -449,7 +449,7 @@ def mixture_text(name: str, entry: dict, remarks: list[str], out: str, summary: 
 
 def convert(args) -> tuple[str, str]:
     """Write the dataset; returns (its directory, the mixture file's text)."""
-    from sources.sample import quiet_tfds
+    from sources.sample import quiet_tfds, write_rlds
 
     quiet_tfds()  # TFDS writes with TensorFlow: its start-up chatter is noise here
     import tensorflow_datasets as tfds
@@ -496,24 +496,14 @@ def convert(args) -> tuple[str, str]:
     shutil.rmtree(tmp, ignore_errors=True)
     tfds.disable_progress_bar()
     try:
-        with contextlib.redirect_stdout(io.StringIO()):  # TFDS prints "Downloading and preparing ..."
-            tfds.dataset_builders.store_as_tfds_dataset(
-                name=args.name,
-                version=args.version,
-                data_dir=tmp,
-                features=tfds_features(fields, args.image_format),
-                split_datasets={args.split: examples()},
-                description=f"{args.name}: episodes converted by python -m sources.convert",
-                file_format="tfrecord",
-                disable_shuffling=True,
-            )
-        written = os.path.join(tmp, args.name, args.version)
-        info_path = os.path.join(written, "dataset_info.json")
-        with open(info_path) as f:
-            info = json.load(f)
-        info.pop("moduleName", None)  # where the writer ran from: the only field that differs between runs
-        with open(info_path, "w") as f:
-            json.dump(info, f, indent=2, sort_keys=True)
+        written = write_rlds(
+            args.name,
+            args.version,
+            tmp,
+            tfds_features(fields, args.image_format),
+            {args.split: examples()},
+            f"{args.name}: episodes converted by python -m sources.convert",
+        )
         if os.path.exists(final):
             shutil.rmtree(final)
         os.makedirs(os.path.dirname(final), exist_ok=True)

@@ -475,27 +475,40 @@ def episodes_of(cfg, schema: dict, episodes: int) -> dict[str, list[tuple[str, d
 # ---------------------------------------------------------------- writing
 
 
-def write_dataset(cfg, schema: dict, out_dir: Path, episodes: int) -> Path:
-    """One dataset written by TFDS under out_dir/<tfds name>/<version>/; returns that directory."""
+def write_rlds(name: str, version: str, data_dir: str | Path, features, splits: dict, description: str) -> Path:
+    """Episodes written as RLDS by TFDS's own writer (TFRecord, in the given order) under
+    data_dir/<name>/<version>/, the same bytes on every run; returns that directory. `features`: a TFDS
+    FeaturesDict; `splits`: split -> iterable of (key, episode example)."""
     import tensorflow_datasets as tfds
 
-    name = schema.get("tfds_name", cfg.name)
     with contextlib.redirect_stdout(io.StringIO()):  # TFDS prints "Downloading and preparing ..."
         tfds.dataset_builders.store_as_tfds_dataset(
             name=name,
-            version=cfg.version,
-            data_dir=str(out_dir),
-            features=tfds_features(schema["features"], schema["image_scale"]),
-            split_datasets=episodes_of(cfg, schema, episodes),
-            description=f"Synthetic sample of {cfg.name} in its public RLDS schema (pipeline.sample).",
+            version=version,
+            data_dir=str(data_dir),
+            features=features,
+            split_datasets=splits,
+            description=description,
             file_format="tfrecord",
             disable_shuffling=True,
         )
-    path = out_dir / name / cfg.version
+    path = Path(data_dir) / name / version
     info = json.loads((path / "dataset_info.json").read_text())
     info.pop("moduleName", None)  # where the writer ran from: the only field that differs between runs
     (path / "dataset_info.json").write_text(json.dumps(info, indent=2, sort_keys=True))
     return path
+
+
+def write_dataset(cfg, schema: dict, out_dir: Path, episodes: int) -> Path:
+    """One dataset written by TFDS under out_dir/<tfds name>/<version>/; returns that directory."""
+    return write_rlds(
+        schema.get("tfds_name", cfg.name),
+        cfg.version,
+        out_dir,
+        tfds_features(schema["features"], schema["image_scale"]),
+        episodes_of(cfg, schema, episodes),
+        f"Synthetic sample of {cfg.name} in its public RLDS schema (pipeline.sample).",
+    )
 
 
 def quiet_tfds() -> None:
