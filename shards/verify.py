@@ -72,9 +72,11 @@ def check_pinned_json(out: str, manifest: dict, key: str, pin_key: str) -> str |
     )
 
 
-def verify(out: str, quick: bool = False, threads: int = 4, echo=print) -> list[str]:
-    """Every problem of the export at `out`, one line each (empty: everything matches)."""
-    manifest = load_manifest(out, check=False)  # unreadable: ManifestError, a usage error
+def verify(out: str, quick: bool = False, threads: int = 4, echo=print, manifest: dict | None = None) -> list[str]:
+    """Every problem of the export at `out`, one line each (empty: everything matches). `manifest`: its
+    manifest when already loaded."""
+    if manifest is None:
+        manifest = load_manifest(out, check=False)  # unreadable: ManifestError, a usage error
     problems = []
     try:
         check_consistency(manifest)
@@ -106,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         manifest = load_manifest(out, check=False)
-        problems = verify(out, args.quick, args.threads)
+        problems = verify(out, args.quick, args.threads, manifest=manifest)
     except ManifestError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
