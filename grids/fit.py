@@ -32,6 +32,21 @@ def variables(actions: np.ndarray) -> np.ndarray:
     return np.column_stack([a[:, 0], a[:, 1], a[:, 2], theta, phi, r, a[:, 3], a[:, 4], a[:, 5]])
 
 
+def fine_cells(v: np.ndarray) -> np.ndarray:
+    """Grid variables [N, 9] (`variables`) -> each value's fine cell (0..FINE-1) over RANGES."""
+    lo, hi = np.array([RANGES[n] for n in VARIABLES]).T
+    return np.clip(((v - lo) / (hi - lo) * FINE).astype(np.int64), 0, FINE - 1)
+
+
+def fine_histograms(actions: np.ndarray, weights: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Normalized actions [N, 7] -> variable -> counts (or summed weights) over its FINE cells."""
+    cells = fine_cells(variables(actions))
+    return {
+        name: np.bincount(cells[:, j], weights=weights, minlength=FINE).astype(np.float64)
+        for j, name in enumerate(VARIABLES)
+    }
+
+
 def step_hashes(episode_id: str, n: int, seed: int = 0) -> np.ndarray:
     """A uniform, reproducible 64-bit hash per step of an episode; `seed` picks another sample."""
     start = int.from_bytes(hashlib.sha256(episode_id.encode()).digest()[:8], "little")
@@ -69,8 +84,7 @@ class FitAccumulator:
         if not len(v):
             return self
         self.moments.add(v)
-        lo, hi = np.array([RANGES[n] for n in VARIABLES]).T
-        cell = np.clip(((v - lo) / (hi - lo) * FINE).astype(np.int64), 0, FINE - 1)
+        cell = fine_cells(v)
         self.hist.merge(Counts.of((cell + np.arange(len(VARIABLES)) * FINE).ravel()))
         self._sample(np.asarray(hashes, np.uint64), np.asarray(actions, np.float32))
         return self

@@ -20,7 +20,7 @@ import sys
 
 import numpy as np
 
-from grids.grid import RANGES, VARIABLES, ActionGrid, GridFileError
+from grids.grid import VARIABLES, ActionGrid, GridFileError
 from manifests.extras import install_hint, missing
 from storage import files
 
@@ -232,19 +232,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def npy_sets(grid: ActionGrid, path: str) -> tuple[list, list]:
     from grids.data import load_actions
-    from grids.fit import FINE, variables
+    from grids.fit import fine_histograms
     from grids.metrics import coarse_histograms, grid_metrics
 
     actions, weights = load_actions(path)
     m = grid_metrics(grid, actions, weights)
     m["data"] = {"datasets": [os.path.basename(path)], "steps": len(actions), "sample_steps": len(actions)}
-    v = variables(actions)
-    fine = {}
-    for j, name in enumerate(VARIABLES):
-        lo, hi = RANGES[name]
-        cell = np.clip(((v[:, j] - lo) / (hi - lo) * FINE).astype(np.int64), 0, FINE - 1)
-        fine[name] = np.bincount(cell, weights=weights, minlength=FINE)
-    m["histograms"] = coarse_histograms(fine)
+    m["histograms"] = coarse_histograms(fine_histograms(actions, weights))
     label = f"{os.path.basename(path)} (weighted equally)"
     return [(label, m)], [(label, m["histograms"])]
 

@@ -832,16 +832,10 @@ footer { margin-top: 40px; font-size: 13px; color: var(--muted); }
 
 def grid_histograms(norm: np.ndarray) -> dict:
     """A dataset's normalized actions in the grid's variables, on the stored histograms' bins."""
-    from grids.fit import FINE, variables
+    from grids.fit import fine_histograms
     from grids.metrics import HIST_BINS, coarse_histograms
 
-    v = variables(norm)
-    fine = {}
-    for j, var in enumerate(VARIABLES):
-        lo, hi = RANGES[var]
-        cell = np.clip(((v[:, j] - lo) / (hi - lo) * FINE).astype(np.int64), 0, FINE - 1)
-        fine[var] = np.bincount(cell, minlength=FINE).astype(np.float64)
-    return coarse_histograms(fine, HIST_BINS)
+    return coarse_histograms(fine_histograms(norm), HIST_BINS)
 
 
 def mixture_histograms(inp: Inputs, per: dict[str, dict]) -> dict:
