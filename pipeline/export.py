@@ -97,8 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except Exception as e:
-        if files.storage_error_in(e):  # raised in a Beam worker, re-raised by the runner
-            print(f"error: {files.storage_error_in(e)}", file=sys.stderr)
+        storage_error = files.storage_error_in(e)  # raised in a Beam worker, re-raised by the runner
+        if storage_error:
+            print(f"error: {storage_error}", file=sys.stderr)
             return 2
         raise
     rows = sum(s["num_rows"] for d in new["datasets"].values() for s in d["shards"])

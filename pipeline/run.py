@@ -238,8 +238,9 @@ def _main(argv: list[str], run: dict) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except Exception as e:
-        if files.storage_error_in(e):  # raised in a Beam worker, re-raised by the runner
-            print(f"error: {files.storage_error_in(e)}", file=sys.stderr)
+        storage_error = files.storage_error_in(e)  # raised in a Beam worker, re-raised by the runner
+        if storage_error:
+            print(f"error: {storage_error}", file=sys.stderr)
             return 2
         if not out_of_space(e):
             raise
@@ -265,11 +266,10 @@ def dry_run(plan) -> int:
 
 def out_of_space(e: BaseException) -> bool:
     """ENOSPC anywhere in the exception's chain, or in a message a runner wrapped it in."""
-    while e is not None:
-        if getattr(e, "errno", None) == errno.ENOSPC or "No space left on device" in str(e):
-            return True
-        e = e.__cause__ or e.__context__
-    return False
+    return (
+        files.in_chain(e, lambda x: getattr(x, "errno", None) == errno.ENOSPC or "No space left on device" in str(x))
+        is not None
+    )
 
 
 def print_summary(ctx: RunContext, summary: dict, seconds: float) -> None:

@@ -143,13 +143,19 @@ def _remote(path: str, method: str, *args, timeout: float = URL_TIMEOUT, **kw):
         raise StorageError(f"{path}: {one_line(e)}") from None
 
 
-def storage_error_in(e: BaseException | None) -> StorageError | None:
-    """The StorageError anywhere in an exception's chain (a runner re-raises a worker's error wrapped)."""
+def in_chain(e: BaseException | None, test) -> BaseException | None:
+    """The first exception of e's chain (its causes and contexts) for which test() holds: a runner
+    re-raises a worker's error wrapped in its own."""
     while e is not None:
-        if isinstance(e, StorageError):
+        if test(e):
             return e
         e = e.__cause__ or e.__context__
     return None
+
+
+def storage_error_in(e: BaseException | None) -> StorageError | None:
+    """The StorageError anywhere in an exception's chain."""
+    return in_chain(e, lambda x: isinstance(x, StorageError))
 
 
 def _readable_local(path: str) -> str:
