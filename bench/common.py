@@ -1,4 +1,4 @@
-"""Shared pieces of the benchmarks: corpora of a given size, and timing + peak memory in a fresh process."""
+"""Shared pieces of the benchmarks: corpora of a given size, timing + peak memory in a fresh process, and what a process (and each of its threads) has cost so far."""
 
 from __future__ import annotations
 
@@ -40,12 +40,12 @@ def measure(code: str) -> dict:
     """Run `code` in a fresh Python process. The code sets result["seconds"] around its work (imports
     excluded: they are a constant, not a rate) and may add more keys. Adds peak RSS (MB)."""
     wrapper = textwrap.dedent("""
-        import json, sys, time
+        import json, os, sys, time
         result = {}
         exec(compile(sys.argv[1], "<bench>", "exec"), {"result": result})
         # VmHWM: this process image's own peak (ru_maxrss would carry the forking parent's peak over exec)
-        hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0]
-        result["peak_rss_mb"] = int(hwm.split()[1]) / 1024
+        from bench.common import peak_rss_mb
+        result["peak_rss_mb"] = peak_rss_mb(os.getpid())
         print("BENCH " + json.dumps(result))
     """)
     env = {
@@ -62,6 +62,57 @@ def measure(code: str) -> dict:
     if p.returncode or not line:
         raise RuntimeError(f"benchmark step failed:\n{p.stderr[-3000:]}")
     return json.loads(line[-1][6:])
+
+
+# ---------------------------------------------------------------- what a process costs
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes so far, every thread of each."""
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        t = psutil.Process(pid).cpu_times()
+        total += t.user + t.system
+    return total
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The peak resident set of a process (VmHWM), MB."""
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
+
+
+def thread_names() -> dict[int, str]:
+    """Native thread id -> Python thread name, of the calling process."""
+    import threading
+
+    return {t.native_id: t.name for t in threading.enumerate()}
+
+
+def threads_cpu(pid: int) -> dict[int, float]:
+    """Thread id -> user + system CPU seconds, of every thread of a process (/proc/PID/task/TID/stat)."""
+    import os
+
+    ticks, out = os.sysconf("SC_CLK_TCK"), {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        out[int(tid)] = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return out
+
+
+def warm_up() -> None:
+    """Import what the stages' tasks import, so that the first task does not carry it."""
+    import importlib
+
+    for m in ("apache_beam", "apache_beam.runners.dask.transform_evaluator", "tensorflow_datasets",
+              "beam_jobs.collect", "beam_jobs.dataset_statistics", "beam_jobs.grid_fit", "beam_jobs.shard_writing"):  # fmt: skip
+        importlib.import_module(m)
 
 
 def table(rows: list[list], header: list[str]) -> str:

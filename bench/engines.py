@@ -24,8 +24,7 @@ from bench.common import DATASETS, add_smoke, ensure, measure, table
 
 EXPORT = """
 import contextlib, json, os, pathlib, time
-from bench.engines import thread_names, threads_cpu
-from bench.scale import cpu_seconds, warm_up
+from bench.common import cpu_seconds, thread_names, threads_cpu, warm_up
 from beam_jobs.engine import local_cluster
 from beam_jobs.shard_writing import EPISODES_PER_TASK
 from pipeline.options import parse_options
@@ -66,28 +65,6 @@ result["shards"] = sorted(s["sha256"] for d in m["datasets"].values() for s in d
 """
 
 ENGINES = (("in-process", 0), ("dask x1", 1), ("dask x2", 2))
-
-
-def thread_names() -> dict[int, str]:
-    """Native thread id -> Python thread name, of the calling process."""
-    import threading
-
-    return {t.native_id: t.name for t in threading.enumerate()}
-
-
-def threads_cpu(pid: int) -> dict[int, float]:
-    """Thread id -> user + system CPU seconds, of every thread of a process (/proc/PID/task/TID/stat)."""
-    import os
-
-    ticks, out = os.sysconf("SC_CLK_TCK"), {}
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:  # the thread ended meanwhile
-            continue
-        out[int(tid)] = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
-    return out
 
 
 def cpu(run: dict) -> float:

@@ -32,7 +32,7 @@ from bench.common import DATASETS, add_smoke, ensure, measure, table
 
 RUN = """
 import contextlib, json, os, pathlib, time
-from bench.scale import cpu_seconds, peak_rss_mb, warm_up
+from bench.common import cpu_seconds, peak_rss_mb, warm_up
 from beam_jobs.engine import local_cluster
 from pipeline.run import main
 warm_up()
@@ -67,32 +67,6 @@ result["largest_shard"] = max(s["bytes"] for d in ds for s in d["shards"])
 """
 
 STAGES = ("stats", "grids", "export")
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU seconds of these processes so far, every thread of each."""
-    import psutil
-
-    total = 0.0
-    for pid in pids:
-        t = psutil.Process(pid).cpu_times()
-        total += t.user + t.system
-    return total
-
-
-def peak_rss_mb(pid: int) -> float:
-    """The peak resident set of a process (VmHWM), MB."""
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
-
-
-def warm_up() -> None:
-    """Import what the stages' tasks import, so that the first task does not carry it."""
-    import importlib
-
-    for m in ("apache_beam", "apache_beam.runners.dask.transform_evaluator", "tensorflow_datasets",
-              "beam_jobs.collect", "beam_jobs.dataset_statistics", "beam_jobs.grid_fit", "beam_jobs.shard_writing"):  # fmt: skip
-        importlib.import_module(m)
 
 
 def scaled_corpus(base: Path, factor: int, out: Path | None = None) -> Path:
