@@ -90,10 +90,13 @@ def shard_actions(path: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def export_fit(out: str, datasets: list[str] | None = None, weights: dict[str, float] | None = None,
-               on_shard: Callable[[str, int], None] | None = None) -> ExportFit:  # fmt: skip
+               on_shard: Callable[[str, int], None] | None = None,
+               read: dict[str, FitAccumulator] | None = None) -> ExportFit:  # fmt: skip
     """The export's datasets (all, or `datasets`) accumulated as the run's grid fit does, each step
     weighing weights[d] / num_transitions[d] (default: the manifest's effective weights over the
-    datasets read, renormalized). on_shard(dataset, rows) is called after each shard (progress)."""
+    datasets read, renormalized). on_shard(dataset, rows) is called after each shard (progress).
+    `read`: datasets' accumulators from an earlier call (`ExportFit.parts`), taken as they are
+    instead of reading their shards again."""
     manifest = read_manifest(out)
     names = list(manifest["datasets"]) if datasets is None else [d for d in datasets]
     unknown = [n for n in names if n not in manifest["datasets"]]
@@ -105,6 +108,10 @@ def export_fit(out: str, datasets: list[str] | None = None, weights: dict[str, f
     seed = manifest.get("seed", 0)
     parts, steps = {}, 0
     for name in names:
+        if read and name in read:
+            parts[name] = read[name]
+            steps += read[name].steps
+            continue
         acc = FitAccumulator(seed)
         for s in manifest["datasets"][name]["shards"]:
             actions, hashes = shard_actions(shard_path(out, s), seed)

@@ -159,7 +159,7 @@ def export_sets(grid: ActionGrid, out: str) -> tuple[list, list, dict]:
         bar.close()
     if fitted and len(fitted) == len(grid.provenance["datasets"]) and len(fitted) < len(names):
         weights = grid.provenance.get("effective_weights") or None
-        sub = export_fit(out, fitted, weights)
+        sub = export_fit(out, fitted, weights, read=every.parts)  # no shard read twice
         sets.append((f"export: fitted-on datasets ({len(fitted)})", fit_metrics(grid, sub.fit, fitted, sub.steps)))
     label = f"export: all datasets ({len(names)})" if fitted and len(fitted) < len(names) else "export: its datasets"
     if fitted and len(fitted) == len(names):
