@@ -333,15 +333,15 @@ def glob_in(directory: str, pattern: str) -> list[str]:
         return sorted(_glob.glob(os.path.join(_glob.escape(_local(directory)), *parts)))
     import fnmatch
 
-    fs, root = _fs(directory)
-    root = root.rstrip("/")
-    if not fs.isdir(root):
+    directory = directory.rstrip("/")
+    root = _fs(directory)[1].rstrip("/")
+    if not _remote(directory, "isdir"):  # bounded in time, failures one line, as every URL call
         return []
     out = []
-    for found in fs.find(root, maxdepth=len(parts)):
+    for found in _remote(directory, "find", maxdepth=len(parts), timeout=LONG_TIMEOUT):
         rel = found[len(root) + 1 :].split("/")
         if len(rel) == len(parts) and all(fnmatch.fnmatchcase(r, p) for r, p in zip(rel, parts)):
-            out.append(join(directory.rstrip("/"), *rel))
+            out.append(join(directory, *rel))
     return sorted(out)
 
 
