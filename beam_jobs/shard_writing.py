@@ -156,10 +156,9 @@ class ReadEncodeFn(TaskReaderFn):
     """ExportTask -> EncodedTask: normalized actions, tokens, images at the export size (from the
     frame cache when the task has an entry there)."""
 
-    def __init__(self, configs: dict, encoding: Encoding, total_episodes: int = 0, seed: int = 0):
+    def __init__(self, configs: dict, encoding: Encoding, seed: int = 0):
         super().__init__(configs, images=True, proprio=True, seed=seed)
         self.encoding = encoding
-        self.total = total_episodes
         self.ticker = Ticker("export")
 
     def setup(self):

@@ -133,7 +133,7 @@ def run(ctx: RunContext, stats: dict, grid: ActionGrid, depth: bool) -> dict:
             p
             | "Tasks" >> beam.Create(todo)
             | "Spread" >> beam.Reshuffle()
-            | "ReadEncode" >> beam.ParDo(ReadEncodeFn(ctx.configs, encoding, total, opts.seed))
+            | "ReadEncode" >> beam.ParDo(ReadEncodeFn(ctx.configs, encoding, opts.seed))
         )
         if depth_info:
             from beam_jobs.depth_step import with_depth
