@@ -584,7 +584,7 @@ def load_mixture_file(
         extra = parse_datasets(
             {"datasets": doc["dataset_configs"], "default_intrinsics": doc.get("default_intrinsics")},
             src,
-            default_intrinsics=_default_intrinsics(),
+            default_intrinsics=default_intrinsics(),
         )
         clash = sorted(set(extra) & set(registry.datasets))
         if clash:
@@ -600,7 +600,8 @@ def load_mixture_file(
     return name, weights, extra, roots
 
 
-def _default_intrinsics() -> dict:
+def default_intrinsics() -> dict:
+    """The registry's default camera (SpatialVLA's), with the width and height it is given at."""
     return load_yaml(DATASETS_FILE)["default_intrinsics"]
 
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from manifests.extras import install_hint, missing
-from manifests.registry import DATASETS_FILE, RegistryError, load_mixture_file, load_registry, load_yaml
+from manifests.registry import RegistryError, default_intrinsics, load_mixture_file, load_registry
 from manifests.vocabulary import GRIPPER_CONVENTIONS
 from transforms.frames import encode_jpeg, scale_intrinsics
 
@@ -382,7 +382,7 @@ def dataset_entry(args, fields: dict[str, Field]) -> tuple[dict, list[str]]:
     if args.intrinsics:
         fx, fy, cx, cy = args.intrinsics
     else:
-        d = load_yaml(DATASETS_FILE)["default_intrinsics"]
+        d = default_intrinsics()
         fx, fy, cx, cy = scale_intrinsics(d["fx"], d["fy"], d["cx"], d["cy"], (d["width"], d["height"]), (w, h))
         remarks.append(
             f"intrinsics: SpatialVLA's default camera scaled to {w}x{h}; give --intrinsics FX,FY,CX,CY for yours"
@@ -602,7 +602,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{install_hint('convert')}", file=sys.stderr)  # fmt: skip
         return 2
     try:
-        if args.name in load_registry().datasets:
+        registry = load_registry()
+        if args.name in registry.datasets:
             raise ConvertError(f"--name '{args.name}' is a registry dataset; choose another name")
         path, text = convert(args)
     except (ConvertError, RegistryError, OSError) as e:
@@ -612,7 +613,7 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.mixture, "w") as f:
             f.write(text)
         try:  # what was written must load as a mixture file, exactly as pipeline.run will load it
-            load_mixture_file(args.mixture, load_registry())
+            load_mixture_file(args.mixture, registry)
         except RegistryError as e:
             print(f"error: the mixture file written does not load ({e}); please report this", file=sys.stderr)
             return 1
