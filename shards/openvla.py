@@ -50,7 +50,7 @@ from PIL import Image
 
 from shards.augment import augment, draw_params
 from shards.manifest import ManifestError, export_dir, load_manifest
-from shards.reader import DEFAULT_ABSOLUTE_ACTION_MASK, MixtureDataset
+from shards.reader import MixtureDataset
 from shards.spatialvla import decode_frame, primary_length, read_statistics, worker_share
 from transforms.normalize import normalize
 
@@ -143,10 +143,6 @@ class RLDSDataset(torch.utils.data.IterableDataset):
         self._renormalize = None
         if self.normalization != NORMALIZATION:
             self._renormalize = {n: stats[n]["action"] for n in self.names}
-        self.absolute_action_mask = {
-            n: np.array(manifest["datasets"][n].get("absolute_action_mask", DEFAULT_ABSOLUTE_ACTION_MASK), bool)
-            for n in self.names
-        }
         self.shuffle_buffer_size, self.train = shuffle_buffer_size, train
         self.image_aug = image_aug and train  # theirs augments only in training
         self.seed = seed
@@ -162,6 +158,7 @@ class RLDSDataset(torch.utils.data.IterableDataset):
             world_size=world_size,
             verify=verify,
         )
+        self.absolute_action_mask = {n: self.mixture.absolute[n] for n in self.names}  # validated by the reader
         if len(self.names) < len(manifest["datasets"]):  # one dataset of several: the others never drawn
             self.mixture.weights = {n: (1.0 if n in weights else 0.0) for n in self.mixture.weights}
         self.rank = self.mixture.rank
