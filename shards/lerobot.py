@@ -61,7 +61,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from shards.manifest import ManifestError, export_dir, shard_path, verify_manifest
+from shards.manifest import ManifestError, export_dir, read_statistics, shard_path, verify_manifest
 from shards.schema import open_ipc
 from storage import files
 from transforms.frames import FrameError, decode
@@ -607,7 +607,7 @@ def export_lerobot(
     for name in names:
         if (dest_dir / name).exists() and not overwrite:
             raise LeRobotExportError(f"{dest_dir / name} exists (--overwrite replaces it)")
-    statistics = json.loads(files.read_text(files.join(out, manifest.get("statistics", "dataset_statistics.json"))))
+    statistics, _ = read_statistics(out, manifest)  # checked against the manifest's pin
     os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its settings at every episode otherwise
     summary = {}
     for name in names:

@@ -20,6 +20,7 @@ import warnings
 
 from manifests.weights import effective_weights
 from storage import files
+from storage.jsonio import read_json, sha256_of
 
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
@@ -175,6 +176,19 @@ def warn_if_synthetic(manifest: dict, out_dir: str) -> None:
             SyntheticDataWarning,
             stacklevel=3,
         )
+
+
+def read_statistics(out: str, manifest: dict) -> tuple[dict, str]:
+    """The export's dataset_statistics.json and its path; refused in one line when it cannot be read or
+    changed since the export (its sha256 in the manifest)."""
+    path = files.join(out, manifest.get("statistics", STATISTICS_FILE))
+    try:
+        stats = read_json(path)
+    except (OSError, ValueError) as e:
+        raise ManifestError(f"{path}: cannot read the export's statistics ({e})") from None
+    if manifest.get("statistics_sha256") not in (None, sha256_of(stats)):
+        raise ManifestError(f"{path}: changed since the export (sha256 does not match the manifest)")
+    return stats, path
 
 
 def shard_path(out_dir: str, shard: dict) -> str:

@@ -49,9 +49,9 @@ import torch
 from PIL import Image
 
 from shards.augment import augment, draw_params
-from shards.manifest import ManifestError, export_dir, load_manifest
+from shards.manifest import ManifestError, export_dir, load_manifest, read_statistics
 from shards.reader import MixtureDataset
-from shards.spatialvla import decode_frame, primary_length, read_statistics, worker_share
+from shards.spatialvla import decode_frame, primary_length, worker_share
 from transforms.normalize import normalize
 
 NORMALIZATION = "bounds_q99"  # what their RLDSDataset asks of make_interleaved_dataset

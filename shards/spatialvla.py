@@ -38,10 +38,10 @@ import torch
 from PIL import Image
 
 from shards.augment import augment, draw_params
-from shards.manifest import STATISTICS_FILE, ManifestError, export_dir, load_manifest
+from shards.manifest import ManifestError, export_dir, load_manifest, read_statistics
 from shards.reader import MixtureDataset
 from storage import files
-from storage.jsonio import read_json, sha256_of, write_json
+from storage.jsonio import read_json, write_json
 
 IMAGE_SIZE = 224  # their dataset's image_size (their build_datasets never passes another)
 SHUFFLE_SEED = 3407  # theirs shuffles with 3407 x rank; here (rank, worker) key the streams
@@ -209,19 +209,6 @@ def primary_length(weights: dict, transitions: dict) -> int:
 def expected_length(weights: dict, transitions: dict) -> int:
     """SpatialVLA's dataset length: OpenVLA's times the number of datasets (their build_datasets)."""
     return primary_length(weights, transitions) * len(weights)
-
-
-def read_statistics(out: str, manifest: dict) -> tuple[dict, str]:
-    """The export's dataset_statistics.json and its path; refused in one line when it cannot be read or
-    changed since the export (its sha256 in the manifest)."""
-    path = files.join(out, manifest.get("statistics", STATISTICS_FILE))
-    try:
-        stats = read_json(path)
-    except (OSError, ValueError) as e:
-        raise ManifestError(f"{path}: cannot read the export's statistics ({e})") from None
-    if manifest.get("statistics_sha256") not in (None, sha256_of(stats)):
-        raise ManifestError(f"{path}: changed since the export (sha256 does not match the manifest)")
-    return stats, path
 
 
 def worker_share(total: int, workers: int, worker: int) -> int:
